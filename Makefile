@@ -1,0 +1,31 @@
+# The two commands of the README: `make demo` and `make test`. Both build a local virtual
+# environment first (.venv), installing torch from TORCH_SPEC before anything else so that pip
+# never pulls a multi-GB CUDA build on a CPU machine. GPU users: `make TORCH_SPEC=torch test`.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PIP_FLAGS ?= -q --disable-pip-version-check
+STAMP := $(VENV)/.installed
+BIN := $(VENV)/bin
+
+.PHONY: demo test install clean bench
+
+$(STAMP): pyproject.toml constraints.txt Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_FLAGS) "$(TORCH_SPEC)"
+	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/hf-hdcid demo
+
+test: $(STAMP)
+	HF_HUB_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_train_step.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info
