@@ -42,7 +42,7 @@ def _distributed_world() -> int:
 class CodebookOutput:
     """What one call of :class:`MultimodalEMACodebook` returns, per modality name.
 
-    quantized: straight-through codes [B, T, D] (forward value = code, gradient = identity to z).
+    quantized: straight-through codes [B, T, D] (value exactly the code, gradient = identity to z).
     indices: code indices [B, T] (long). commitment: commitment loss per modality (scalar).
     codebook: the codebook [L, D] these codes were read from (before this call's EMA update).
     perplexity: code-usage perplexity per modality (scalar). equal_num: samples whose most
@@ -115,10 +115,13 @@ class MultimodalEMACodebook(nn.Module):
 
     def straight_through(self, semantic: torch.Tensor, indices: torch.Tensor,
                          embed: torch.Tensor | None = None) -> torch.Tensor:
-        """z + sg[q - z]: the code's value with the identity gradient to z -> [B, T, D]."""
+        """Straight-through code: exactly the code's value, identity gradient to z -> [B, T, D].
+
+        Written q + (z - sg[z]) rather than the original's z + sg[q - z], whose value differs from
+        the code by a rounding error."""
         z = semantic.to(self.embed.dtype)  # [B, T, D]
         q = F.embedding(indices, self.embed if embed is None else embed)
-        return z + (q - z).detach()
+        return q + (z - z.detach())
 
     # ------------------------------------------------------------------ training call
     def forward(self, semantic: dict, update: bool) -> CodebookOutput:
@@ -144,7 +147,7 @@ class MultimodalEMACodebook(nn.Module):
         shaped = {m: indices[m].view(z[m].shape[:-1]) for m in names}  # [B, T]
         if update:
             self.update_(flat, indices, counts)
-        quantized = {m: z[m] + (codes[m] - z[m]).detach() for m in names}
+        quantized = {m: codes[m] + (z[m] - z[m].detach()) for m in names}  # straight-through
         return CodebookOutput(
             quantized=quantized,
             indices=shaped,

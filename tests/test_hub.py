@@ -1,0 +1,145 @@
+"""save_pretrained / from_pretrained round trips, Auto classes and remote code in a fresh process."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModel, AutoModelForPreTraining
+
+from hf_hdcid import HDCIDConfig, HDCIDForPreTraining, HDCIDModel
+
+from conftest import make_batch
+
+
+def trained_tiny(tmp_path, **overrides):
+    """A tiny pretraining model after two updates (non-trivial EMA buffers), saved to tmp_path."""
+    torch.manual_seed(0)
+    cfg = HDCIDConfig.tiny(warm_start_epoch=0, toc_channels=[[4, 1, 9], [0, 15]], **overrides)
+    model = HDCIDForPreTraining(cfg).train()
+    for seed in range(2):
+        model.compute_losses(make_batch(cfg, seed=seed), epoch=0).loss.backward()
+    model.save_pretrained(tmp_path)
+    return model
+
+
+def test_round_trip_is_bit_exact_buffers_included(tmp_path):
+    model = trained_tiny(tmp_path)
+    assert model.hdcid.layers[0].codebook.unused_steps.max() >= 0  # buffers moved off their init
+    back = HDCIDForPreTraining.from_pretrained(tmp_path)
+    own, loaded = model.state_dict(), back.state_dict()
+    assert own.keys() == loaded.keys()
+    for key in own:
+        assert own[key].dtype == loaded[key].dtype and torch.equal(own[key], loaded[key]), key
+    assert back.config.toc_channels == [[4, 1, 9], [0, 15]]
+    x = make_batch(model.config, seed=5)
+    model.eval(), back.eval()
+    with torch.no_grad():
+        torch.manual_seed(1)  # CPC draws its time step, CLUB its permutation
+        a = model.compute_losses(x, epoch=0)
+        torch.manual_seed(1)
+        b = back.compute_losses(x, epoch=0)
+    assert torch.equal(a.loss, b.loss)
+
+
+def test_pretraining_checkpoint_loads_into_the_base_model(tmp_path):
+    model = trained_tiny(tmp_path)
+    base, info = HDCIDModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert info["missing_keys"] == set() or not info["missing_keys"]
+    for key, value in base.state_dict().items():
+        assert torch.equal(value, model.hdcid.state_dict()[key]), key
+    auto = AutoModel.from_pretrained(tmp_path)
+    assert type(auto) is HDCIDModel
+    assert type(AutoModelForPreTraining.from_pretrained(tmp_path)) is HDCIDForPreTraining
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), HDCIDConfig)
+    model.eval()
+    x = make_batch(model.config, seed=3)["video"]
+    assert torch.equal(auto.eval().encode("video", x).unified, model.hdcid.encode("video", x).unified)
+
+
+def test_base_model_saves_and_loads_into_pretraining_with_fresh_heads(tmp_path):
+    torch.manual_seed(0)
+    base = HDCIDModel(HDCIDConfig.tiny())
+    base.save_pretrained(tmp_path)
+    pre, info = HDCIDForPreTraining.from_pretrained(tmp_path, output_loading_info=True)
+    assert any(k.startswith("decoders.") for k in info["missing_keys"])
+    for key, value in base.state_dict().items():
+        assert torch.equal(pre.hdcid.state_dict()[key], value), key
+    for name, p in pre.named_parameters():  # freshly initialised heads are real numbers
+        assert torch.isfinite(p).all() and (p.abs().sum() > 0 or "bias" in name), name
+
+
+def test_checkpoint_holds_fp32_codebooks_and_the_auto_map(tmp_path):
+    trained_tiny(tmp_path)
+    names = sorted(os.listdir(tmp_path))
+    assert {"config.json", "model.safetensors", "configuration_hdcid.py", "modeling_hdcid.py",
+            "quantization_hdcid.py", "objectives_hdcid.py"} <= set(names)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["model_type"] == "hdcid"
+    assert cfg["auto_map"] == {
+        "AutoConfig": "configuration_hdcid.HDCIDConfig",
+        "AutoModel": "modeling_hdcid.HDCIDModel",
+        "AutoModelForPreTraining": "modeling_hdcid.HDCIDForPreTraining",
+    }
+    tensors = load_file(tmp_path / "model.safetensors")
+    assert tensors["hdcid.layers.0.codebook.embed"].dtype == torch.float32
+    assert tensors["hdcid.layers.1.codebook.unused_steps"].dtype == torch.int64
+
+
+def test_bf16_load_keeps_codebooks_fp32(tmp_path):
+    model = trained_tiny(tmp_path)
+    bf16 = HDCIDModel.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert bf16.layers[0].general["audio"].transformer.projection.weight.dtype == torch.bfloat16
+    for k, layer in enumerate(bf16.layers):
+        assert layer.codebook.embed.dtype == torch.float32
+        assert torch.equal(layer.codebook.embed, model.hdcid.layers[k].codebook.embed)
+    out = bf16.eval().encode("audio", make_batch(model.config)["audio"])
+    assert out.unified.dtype == torch.float32
+
+
+REMOTE = textwrap.dedent("""
+    import sys, json
+    sys.modules["hf_hdcid"] = None  # the package must not be importable in this process
+    try:
+        import hf_hdcid  # noqa
+        raise SystemExit("hf_hdcid was importable")
+    except ImportError:
+        pass
+    import torch
+    from transformers import AutoModel, AutoModelForPreTraining
+    folder, inputs, expected = sys.argv[1], sys.argv[2], sys.argv[3]
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    pre = AutoModelForPreTraining.from_pretrained(folder, trust_remote_code=True)
+    x = torch.load(inputs, weights_only=True)
+    with torch.no_grad():
+        out = model.encode("video", x)
+    ref = torch.load(expected, weights_only=True)
+    print(json.dumps({
+        "class": type(model).__module__ + "." + type(model).__name__,
+        "pre_class": type(pre).__name__,
+        "equal": bool(torch.equal(out.unified, ref)),
+        "codebook_equal": bool(torch.equal(model.layers[0].codebook.embed, pre.hdcid.layers[0].codebook.embed)),
+    }))
+""")
+
+
+def test_remote_code_loads_in_a_fresh_process_without_the_package(tmp_path):
+    model = trained_tiny(tmp_path / "ckpt").eval()
+    x = make_batch(model.config, seed=9)["video"]
+    torch.save(x, tmp_path / "x.pt")
+    with torch.no_grad():
+        torch.save(model.hdcid.encode("video", x).unified, tmp_path / "ref.pt")
+    script = tmp_path / "remote.py"
+    script.write_text(REMOTE)
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1",
+           "HF_ENDPOINT": "http://127.0.0.1:9", "PYTHONPATH": ""}
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "ckpt"), str(tmp_path / "x.pt"),
+                           str(tmp_path / "ref.pt")], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["class"].startswith("transformers_modules.") and result["class"].endswith("HDCIDModel")
+    assert result == {**result, "pre_class": "HDCIDForPreTraining", "equal": True, "codebook_equal": True}
