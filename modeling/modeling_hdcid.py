@@ -460,6 +460,12 @@ class HDCIDForPreTraining(HDCIDPreTrainedModel):
             club_opt.zero_grad(); model.club_loss(features).backward(); club_opt.step()
         out = model.compute_losses(batch, epoch, features=features)
         main_opt.zero_grad(); out.loss.backward(); main_opt.step()
+
+    Several processes: the codebooks synchronise themselves (statistics all-reduced, resets
+    broadcast). These methods bypass ``DistributedDataParallel.forward``, so average the gradients
+    over processes yourself (or call the wrapped ``forward``, which is ``compute_losses``; the CLUB
+    steps then need their own averaging), and remember that upper layers get no gradient before
+    ``warm_start_epoch``.
     """
 
     _auto_class = "AutoModelForPreTraining"

@@ -94,12 +94,14 @@ class MultimodalEMACodebook(nn.Module):
         self.unused_steps.fill_(-1)
 
     def _apply(self, fn, recurse=True):
-        # keep the codebook statistics in fp32 when the module is cast to fp16/bf16 (fp64 is allowed)
+        # casting the module to fp16/bf16 keeps the codebook statistics exactly, in fp32 (fp64 allowed):
+        # the pre-cast tensors are put back (moved to the new device), nothing is rounded
+        kept = {name: self._buffers[name] for name in ("embed", "ema_count", "ema_weight")}
         super()._apply(fn, recurse)
-        for name in ("embed", "ema_count", "ema_weight"):
-            buf = self._buffers[name]
-            if buf is not None and buf.dtype in (torch.float16, torch.bfloat16):
-                self._buffers[name] = buf.float()
+        for name, old in kept.items():
+            new = self._buffers[name]
+            if new is not None and new.dtype in (torch.float16, torch.bfloat16):
+                self._buffers[name] = old.to(device=new.device, dtype=torch.float32)
         return self
 
     # ------------------------------------------------------------------ pure verbs

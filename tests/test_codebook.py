@@ -162,7 +162,16 @@ def test_equal_num_and_perplexity():
 
 
 def test_codebook_stays_fp32_when_the_model_is_cast_to_bf16():
-    model = HDCIDModel(HDCIDConfig.tiny()).to(torch.bfloat16)
+    model = HDCIDModel(HDCIDConfig.tiny())
+    with torch.no_grad():
+        model.layers[0].codebook.ema_count.fill_(1.0001234)
+    before = {k: v.clone() for k, v in model.named_buffers()}
+    model.to(torch.bfloat16)
+    for k, v in model.named_buffers():  # kept exactly, not rounded through bf16
+        assert v.dtype == before[k].dtype and torch.equal(v, before[k]), k
+    model.half()
+    assert torch.equal(model.layers[0].codebook.ema_count, before["layers.0.codebook.ema_count"])
+    model.to(torch.bfloat16)
     cb = model.layers[0].codebook
     assert cb.embed.dtype == torch.float32 and cb.ema_weight.dtype == torch.float32
     assert model.layers[0].general["audio"].transformer.projection.weight.dtype == torch.bfloat16
