@@ -22,6 +22,7 @@ peak RSS, then one JSON line with every number.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -88,6 +89,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--autocast", choices=("none", "bf16"), default="none",
+                        help="bf16: forward passes under torch.autocast (codebooks stay fp32)")
     args = parser.parse_args(argv)
     if args.steps < 2:
         parser.error("--steps must be >= 2 (the first step is the warm-up)")
@@ -107,7 +110,7 @@ def main(argv=None) -> dict:
 
     print(f"hf-hdcid train step: preset={args.preset} num_layers={config.num_layers} "
           f"layers_in_loss={active} (epoch {args.epoch}, warm start {config.warm_start_epoch}) "
-          f"batch={args.batch_size} T={config.num_frames} dtype={args.dtype} threads={torch.get_num_threads()} "
+          f"batch={args.batch_size} T={config.num_frames} dtype={args.dtype} autocast={args.autocast} threads={torch.get_num_threads()} "
           f"club_steps={CLUB_STEPS}")
     print(f"torch {torch.__version__}, python {platform.python_version()}, {platform.machine()}, "
           f"{os.cpu_count()} CPUs")
@@ -117,18 +120,28 @@ def main(argv=None) -> dict:
         print(f"  {name:<28} {n:>12,}")
     print(f"RSS after model + optimizer creation: {rss_after_build:.1f} MB")
 
+    def autocast():
+        if args.autocast == "bf16":
+            return torch.autocast(device_type=batch["audio" if "audio" in batch else config.modalities[0]].device.type,
+                                  dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     phases = ("extract_features", "club_steps", "compute_losses", "backward", "optimizer_step")
     step_times, phase_times, losses = [], {p: [] for p in phases}, []
     for step in range(args.steps):
         t0 = time.perf_counter()
-        features = model.extract_features(batch, epoch=args.epoch)
+        with autocast():
+            features = model.extract_features(batch, epoch=args.epoch)
         t1 = time.perf_counter()
         for _ in range(CLUB_STEPS):
             club_opt.zero_grad(set_to_none=True)
-            model.club_loss(features).backward()
+            with autocast():
+                club = model.club_loss(features)
+            club.backward()
             club_opt.step()
         t2 = time.perf_counter()
-        out = model.compute_losses(batch, epoch=args.epoch, features=features)
+        with autocast():
+            out = model.compute_losses(batch, epoch=args.epoch, features=features)
         t3 = time.perf_counter()
         main_opt.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -157,7 +170,7 @@ def main(argv=None) -> dict:
 
     result = {
         "preset": args.preset, "batch_size": args.batch_size, "steps": args.steps, "epoch": args.epoch,
-        "layers_in_loss": active, "dtype": args.dtype, "threads": torch.get_num_threads(),
+        "layers_in_loss": active, "dtype": args.dtype, "autocast": args.autocast, "threads": torch.get_num_threads(),
         "club_steps": CLUB_STEPS, "torch": torch.__version__, "params": counts,
         "step_seconds": [round(t, 4) for t in step_times],
         "median_seconds_per_step": round(median, 4),
