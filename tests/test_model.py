@@ -261,3 +261,25 @@ def test_batch_size_mismatch_and_missing_modalities_are_rejected():
     features = pre.extract_features(make_batch(cfg), epoch=0)
     with pytest.raises(ValueError, match="extracted for epoch 0, not epoch 3"):
         pre.compute_losses(epoch=3, features=features)
+
+
+def test_detach_reconstruction_targets_stops_only_the_target_gradient():
+    torch.manual_seed(0)
+    cfg = HDCIDConfig.tiny(warm_start_epoch=0)
+    model = HDCIDForPreTraining(cfg).train()
+    feats = model.extract_features(make_batch(cfg), epoch=0)
+    lstm = model.hdcid.text_encoder.lstm.weight_ih_l0
+
+    def grad(detach):
+        model.config.detach_reconstruction_targets = detach
+        model.zero_grad()
+        model.reconstruction_loss(0, "text", feats.layers[0]).backward(retain_graph=True)
+        return lstm.grad.clone()
+
+    attached, detached = grad(False), grad(True)
+    assert not torch.allclose(attached, detached)
+    lf = feats.layers[0]
+    model.zero_grad()
+    recon = model.decoders[0]["text"](lf.codes.quantized["text"], lf.specific["text"])
+    torch.nn.functional.mse_loss(recon, lf.inputs["text"].detach()).backward(retain_graph=True)
+    torch.testing.assert_close(lstm.grad, detached)

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from . import HDCIDConfig, HDCIDForPreTraining
+from .training import pretraining_step
 
 
 def synthetic_batch(config: HDCIDConfig, batch_size: int, generator: torch.Generator) -> dict:
@@ -45,15 +46,7 @@ def run_demo(seed: int = 0, batch_size: int = 4, output_dir: str | os.PathLike =
     club_opt = torch.optim.Adam(model.club_parameters(), lr=1e-3)
     batch = synthetic_batch(config, batch_size, generator)
     for step in range(steps):
-        features = model.extract_features(batch, epoch=0)
-        for _ in range(club_steps):
-            club_opt.zero_grad()
-            model.club_loss(features).backward()
-            club_opt.step()
-        out = model.compute_losses(batch, epoch=0, features=features)
-        main_opt.zero_grad()
-        out.loss.backward()
-        main_opt.step()
+        out = pretraining_step(model, batch, 0, main_opt, club_opt, club_steps)
         print(f"step {step}: loss {out.loss.item():.4f}  "
               + "  ".join(f"{k} {v.item():.3f}" for k, v in out.losses.items() if k.startswith("total/")))
     out_dir = Path(output_dir)

@@ -1,0 +1,49 @@
+"""pretraining_step: one encoder pass, CLUB steps on detached features, one main update."""
+
+import pytest
+import torch
+
+from hf_hdcid import HDCIDConfig, HDCIDForPreTraining
+from hf_hdcid.training import pretraining_step
+
+from conftest import make_batch
+
+
+def _setup():
+    torch.manual_seed(0)
+    cfg = HDCIDConfig.tiny(warm_start_epoch=0)
+    model = HDCIDForPreTraining(cfg).train()
+    return cfg, model, torch.optim.SGD(model.main_parameters(), lr=0.1), torch.optim.SGD(model.club_parameters(), lr=0.1)
+
+
+def test_pretraining_step_equals_the_documented_sequence():
+    cfg, model, main_opt, club_opt = _setup()
+    batch = make_batch(cfg)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(1)
+    out = pretraining_step(model, batch, 0, main_opt, club_opt, club_steps=3)
+    after = {k: v.clone() for k, v in model.state_dict().items()}
+
+    cfg, ref, ref_main, ref_club = _setup()
+    torch.manual_seed(1)
+    feats = ref.extract_features(batch, 0)
+    for _ in range(3):
+        ref_club.zero_grad()
+        ref.club_loss(feats).backward()
+        ref_club.step()
+    ref_out = ref.compute_losses(batch, 0, features=feats)
+    ref_main.zero_grad()
+    ref_out.loss.backward()
+    ref_main.step()
+    assert torch.equal(out.loss, ref_out.loss)
+    for k, v in ref.state_dict().items():
+        assert torch.equal(after[k], v), k
+    for key in ("hdcid.layers.0.codebook.embed", "club.0.audio.mu.0.weight", "hdcid.text_encoder.lstm.weight_ih_l0",
+                "decoders.0.video.code_projection.weight", "cpc.1.predictors.text.0.weight"):
+        assert not torch.equal(after[key], before[key]), key  # codebooks, CLUB and main parameters moved
+
+
+def test_pretraining_step_rejects_negative_club_steps():
+    cfg, model, main_opt, club_opt = _setup()
+    with pytest.raises(ValueError, match="club_steps: expected an int >= 0, got -1"):
+        pretraining_step(model, make_batch(cfg), 0, main_opt, club_opt, club_steps=-1)
