@@ -1,9 +1,11 @@
 # The two commands of the README: `make demo` and `make test`. Both build a local virtual
 # environment first (.venv), installing torch from TORCH_SPEC before anything else so that pip
-# never pulls a multi-GB CUDA build on a CPU machine. GPU users: `make TORCH_SPEC=torch test`.
+# never pulls a multi-GB CUDA build on a CPU machine. GPU users pick their build, e.g.
+#   make TORCH_SPEC="torch==2.13.0" TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 test
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX_URL ?=
 PIP_FLAGS ?= -q --disable-pip-version-check
 STAMP := $(VENV)/.installed
 BIN := $(VENV)/bin
@@ -12,7 +14,7 @@ BIN := $(VENV)/bin
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install $(PIP_FLAGS) "$(TORCH_SPEC)"
+	$(BIN)/pip install $(PIP_FLAGS) "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e ".[test]"
 	touch $(STAMP)
 
