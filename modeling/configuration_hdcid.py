@@ -118,7 +118,8 @@ class HDCIDConfig(PretrainedConfig):
         sync_codebook (bool): all-reduce EMA statistics and broadcast resets across processes when a
             ``torch.distributed`` group exists, so every rank holds the identical codebook.
         use_cmcm (bool): cross-modal code matching loss. On in the paper (eq. 14) and the DCID code;
-            off in the original H-DCID code.
+            off in the original H-DCID code. On by default: measured on the synthetic benchmark it is
+            what makes codes agree across modalities (BENCHMARKS.md).
 
     Pretraining objectives
         cpc_prediction_steps (int): R. cpc_min_start_steps (int): earliest context step (1).
