@@ -37,6 +37,7 @@ VARIANTS = {
     "default+stale_ema": {"dead_code_reset": "stale_ema"},
     "default+init1/400": {"codebook_init_bound": 1 / 400},
     "default-cmcm": {"use_cmcm": False},
+    "default+init_count1": {"codebook_init_count": 1.0},
 }
 
 

@@ -46,6 +46,7 @@ _PRESET_ORIGINAL = dict(
     commitment_cross_weight=1.0,
     ema_self_weight=0.5,
     codebook_init_bound=1.0 / 400.0,
+    codebook_init_count=0.0,
     dead_code_reset="stale_ema",
     cpc_softmax_over="predictions",
     club_estimator="sampled",
@@ -108,6 +109,11 @@ class HDCIDConfig(PretrainedConfig):
             split equally among the other modalities (original 0.5 / 0.25 / 0.25, no cross-attention).
         codebook_init_bound (float or None): codes start U(-b, b); ``None`` means 1/codebook_size
             (the original hard-codes 1/400 whatever the size).
+        codebook_init_count (float): initial EMA usage count N of every code, with W = N * E so that
+            E = W / N holds from the start. The original starts N at 0 (with W = E), so a code
+            missed by the first updates is divided by an epsilon-sized count, flies off to norms
+            in the hundreds and stays dead until reset; with N = 1 it stays where it started. The
+            default stays 0: on the synthetic benchmark 1 lowered code agreement (BENCHMARKS.md).
         dead_code_threshold (int): a code unused for more than this many updates is reset (300).
         active_code_threshold (int): codes used within this many updates are "active" and serve as
             reset sources (100).
@@ -187,6 +193,7 @@ class HDCIDConfig(PretrainedConfig):
         ema_epsilon: float = 1e-5,
         ema_self_weight: float = 0.5,
         codebook_init_bound: float | None = None,
+        codebook_init_count: float = 0.0,
         dead_code_threshold: int = 300,
         active_code_threshold: int = 100,
         dead_code_reset: str = "full",
@@ -243,6 +250,7 @@ class HDCIDConfig(PretrainedConfig):
         self.ema_epsilon = ema_epsilon
         self.ema_self_weight = ema_self_weight
         self.codebook_init_bound = codebook_init_bound
+        self.codebook_init_count = codebook_init_count
         self.dead_code_threshold = dead_code_threshold
         self.active_code_threshold = active_code_threshold
         self.dead_code_reset = dead_code_reset
@@ -387,6 +395,7 @@ class HDCIDConfig(PretrainedConfig):
         non_negative("commitment_own_weight")
         non_negative("commitment_cross_weight")
         non_negative("dead_code_noise")
+        non_negative("codebook_init_count")
         non_negative("cpc_self_weight")
         non_negative("cpc_cross_weight")
         non_negative("upper_layer_loss_weight")

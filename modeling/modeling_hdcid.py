@@ -362,12 +362,12 @@ class HDCIDPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module):
         """PyTorch default initialisation (as the original) through the loaded-tensor-aware init
-        functions; codebooks start U(-b, b) with W = E, N = 0, unused = -1."""
+        functions; codebooks start as :meth:`MultimodalEMACodebook.reset_codebook` describes."""
         if isinstance(module, MultimodalEMACodebook):
             b = module.init_bound
             init.uniform_(module.embed, -b, b)
-            init.copy_(module.ema_weight, module.embed)
-            init.zeros_(module.ema_count)
+            init.copy_(module.ema_weight, module.embed * module.initial_weight_scale)
+            init.constant_(module.ema_count, module.config.codebook_init_count)
             init.constant_(module.unused_steps, -1)
         elif isinstance(module, nn.MultiheadAttention):
             module._reset_parameters()

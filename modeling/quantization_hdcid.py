@@ -73,7 +73,7 @@ class MultimodalEMACodebook(nn.Module):
         self.config = config
         size, dim = config.codebook_size, config.hidden_size
         self.register_buffer("embed", torch.empty(size, dim))
-        self.register_buffer("ema_count", torch.zeros(size))
+        self.register_buffer("ema_count", torch.empty(size))
         self.register_buffer("ema_weight", torch.empty(size, dim))
         self.register_buffer("unused_steps", torch.full((size,), -1, dtype=torch.long))
         self.reset_codebook()
@@ -85,13 +85,19 @@ class MultimodalEMACodebook(nn.Module):
 
     @torch.no_grad()
     def reset_codebook(self) -> None:
-        """Fresh codebook: E ~ U(-b, b), W = E, N = 0, unused = -1 (the original's initial state)."""
+        """Fresh codebook: E ~ U(-b, b), N = n0, W = E * max(n0, 1), unused = -1 (with n0 = 0 the
+        original's initial state W = E, N = 0)."""
         if self.embed.is_meta:
             return
         self.embed.uniform_(-self.init_bound, self.init_bound)
-        self.ema_weight.copy_(self.embed)
-        self.ema_count.zero_()
+        self.ema_count.fill_(self.config.codebook_init_count)
+        self.ema_weight.copy_(self.embed * self.initial_weight_scale)
         self.unused_steps.fill_(-1)
+
+    @property
+    def initial_weight_scale(self) -> float:
+        """W = E * this at initialisation: the initial count, or 1 for the original's N = 0."""
+        return self.config.codebook_init_count or 1.0
 
     def _apply(self, fn, recurse=True):
         # casting the module to fp16/bf16 keeps the codebook statistics exactly, in fp32 (fp64 allowed):

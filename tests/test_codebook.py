@@ -201,3 +201,33 @@ def test_mixed_sums_use_equal_cross_weights():
             for o in cfg.modalities:
                 expected[code] += (0.4 if o == m else 0.3) * flat[o][pos]
         torch.testing.assert_close(sums[i], expected)
+
+
+def test_quantize_dequantize_round_trip_and_model_codebooks():
+    model = HDCIDModel(HDCIDConfig.tiny())
+    cb = model.layers[1].codebook
+    idx = torch.tensor([[0, 5, 23], [7, 7, 1]])
+    codes = cb.dequantize(idx)
+    assert codes.shape == (2, 3, 16) and torch.equal(codes, cb.embed[idx])
+    assert torch.equal(cb.quantize(codes), idx)  # a code is its own nearest code
+    books = model.codebooks()
+    assert len(books) == 2 and books[1] is cb.embed
+
+
+def test_unused_codes_explode_with_zero_initial_count_and_stay_put_with_one():
+    def one_update(init_count):
+        torch.manual_seed(0)
+        cfg = HDCIDConfig.tiny(codebook_size=8, codebook_init_count=init_count, dead_code_reset="none")
+        cb = MultimodalEMACodebook(cfg)
+        init = cb.embed.clone()
+        assert torch.equal(cb.ema_count, torch.full((8,), float(init_count)))
+        assert torch.equal(cb.ema_weight, init * (init_count or 1.0))
+        z = {m: torch.full((1, 2, cfg.hidden_size), 0.5) for m in ("audio", "video")}  # all on one code
+        used = cb(z, update=True).indices["audio"][0, 0]
+        unused = torch.arange(8) != used
+        return init[unused], cb.embed[unused]
+
+    before, after = one_update(0.0)  # the original: E = gamma * W / (epsilon-sized N)
+    assert after.norm(dim=-1).min() > 100 * before.norm(dim=-1).max()
+    before, after = one_update(1.0)  # W / N decay together: the code does not move
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-6)

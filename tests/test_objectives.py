@@ -149,3 +149,12 @@ def test_club_estimator_shapes_match_the_original():
     assert net.mi_upper_bound(x, y, "sampled").shape == () and net.log_likelihood(x, y).shape == ()
     lv = net.logvar(x)
     assert lv.abs().max() < 1  # tanh-squashed log-variance
+
+
+def test_cpc_accuracy_counts_samples_whose_own_prediction_wins():
+    from hf_hdcid.modeling.objectives_hdcid import cpc_accuracy
+
+    targets = torch.eye(4)[:, None, :]  # [B=4, R=1, D=4], orthonormal
+    assert cpc_accuracy(targets, targets).item() == 1.0
+    shuffled = targets[torch.tensor([1, 0, 2, 3])]
+    assert cpc_accuracy(targets, shuffled).item() == 0.5

@@ -32,9 +32,11 @@ def synthetic_batch(config: HDCIDConfig, batch_size: int, generator: torch.Gener
 
 
 def run_demo(seed: int = 0, batch_size: int = 4, output_dir: str | os.PathLike = "outputs/demo",
-             steps: int = 5, club_steps: int = 2) -> dict:
+             steps: int = 30, club_steps: int = 2) -> dict:
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     config = HDCIDConfig.tiny(warm_start_epoch=0)
@@ -47,6 +49,8 @@ def run_demo(seed: int = 0, batch_size: int = 4, output_dir: str | os.PathLike =
     batch = synthetic_batch(config, batch_size, generator)
     for step in range(steps):
         out = pretraining_step(model, batch, 0, main_opt, club_opt, club_steps)
+        if step % 10 and step != steps - 1:
+            continue
         print(f"step {step}: loss {out.loss.item():.4f}  "
               + "  ".join(f"{k} {v.item():.3f}" for k, v in out.losses.items() if k.startswith("total/")))
     out_dir = Path(output_dir)
