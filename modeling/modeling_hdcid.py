@@ -415,6 +415,9 @@ class HDCIDModel(HDCIDPreTrainedModel):
         Never changes a buffer, in train or eval mode.
         """
         check_features(self.config, modality, features)
+        return self._encode(modality, features, apply_toc)
+
+    def _encode(self, modality: str, features: torch.Tensor, apply_toc: bool) -> HDCIDEncoderOutput:
         if apply_toc and self.config.toc_channels is None:
             raise ValueError("apply_toc=True but config.toc_channels is None: compute TOC channels first")
         x = self.layer_input(modality, features)
@@ -444,8 +447,8 @@ class HDCIDModel(HDCIDPreTrainedModel):
         if kwargs:
             raise ValueError(f"unexpected inputs {sorted(kwargs)}: expected audio, video and/or text")
         batch = {"audio": audio, "video": video, "text": text}
-        check_batch(self.config, batch, require_all=False)
-        outputs = {m: self.encode(m, x, apply_toc=apply_toc) for m, x in batch.items() if x is not None}
+        check_batch(self.config, batch, require_all=False)  # every modality checked once, here
+        outputs = {m: self._encode(m, x, apply_toc) for m, x in batch.items() if x is not None}
         return HDCIDModelOutput(modalities=tuple(outputs), **outputs)
 
 
@@ -461,7 +464,7 @@ class HDCIDForPreTraining(HDCIDPreTrainedModel):
         out = model.compute_losses(batch, epoch, features=features)
         main_opt.zero_grad(); out.loss.backward(); main_opt.step()
 
-    Several processes: the codebooks synchronise themselves (statistics all-reduced, resets
+    (``hf_hdcid.training.pretraining_step`` is this step.) Several processes: the codebooks synchronise themselves (statistics all-reduced, resets
     broadcast). These methods bypass ``DistributedDataParallel.forward``, so average the gradients
     over processes yourself (or call the wrapped ``forward``, which is ``compute_losses``; the CLUB
     steps then need their own averaging), and remember that upper layers get no gradient before
