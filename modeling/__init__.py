@@ -11,9 +11,10 @@ from .modeling_hdcid import (
     HDCIDPreTrainingOutput,
 )
 from .quantization_hdcid import MultimodalEMACodebook
+from .toc_hdcid import inter_code_similarity, inter_code_variance, select_channels, toc_scores
 
 __all__ = [
     "MODALITIES", "HDCIDConfig", "HDCIDModel", "HDCIDForPreTraining", "HDCIDPreTrainedModel",
     "HDCIDEncoderOutput", "HDCIDModelOutput", "HDCIDPreTrainingOutput", "HDCIDPreTrainingFeatures",
-    "MultimodalEMACodebook",
+    "MultimodalEMACodebook", "inter_code_similarity", "inter_code_variance", "toc_scores", "select_channels",
 ]

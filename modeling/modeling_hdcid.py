@@ -23,6 +23,7 @@ from transformers.utils import ModelOutput
 from .configuration_hdcid import MODALITIES, HDCIDConfig
 from .objectives_hdcid import CLUBEstimator, CrossModalCPC, cross_modal_code_matching
 from .quantization_hdcid import CodebookOutput, MultimodalEMACodebook
+from .toc_hdcid import select_channels
 
 AUTO_MAP = {
     "AutoConfig": "configuration_hdcid.HDCIDConfig",
@@ -374,6 +375,26 @@ class HDCIDPreTrainedModel(PreTrainedModel):
         elif isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, nn.LSTM, nn.LayerNorm)):
             module.reset_parameters()
 
+    def compute_toc(self, num_channels: int = 128, lam: float = 0.7, normalize: bool = False,
+                    top_bottom=(1, 0), unbiased_variance: bool = True) -> list[list[int]]:
+        """TOC (section 4.1): select ``num_channels`` channels of every layer's codebook and store them,
+        with the settings, in ``config.toc_channels`` / ``config.toc_settings`` so that
+        ``save_pretrained`` and the Hub carry them; ``encode(..., apply_toc=True)`` then uses them.
+        Returns the per-layer channel indices."""
+        base = self.hdcid if isinstance(self, HDCIDForPreTraining) else self
+        channels = [select_channels(book, num_channels, lam=lam, normalize=normalize, top_bottom=tuple(top_bottom),
+                                    unbiased_variance=unbiased_variance).tolist() for book in base.codebooks()]
+        settings = {"num_channels": num_channels, "lam": lam, "normalize": normalize,
+                    "top_bottom": list(top_bottom), "unbiased_variance": unbiased_variance}
+        self.config.toc_channels, previous = channels, self.config.toc_channels
+        try:
+            self.config.validate_hdcid()
+        except ValueError:
+            self.config.toc_channels = previous
+            raise
+        self.config.toc_settings = settings
+        return channels
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """``save_pretrained`` with remote code for AutoConfig, AutoModel and AutoModelForPreTraining."""
         self.config.auto_map = dict(AUTO_MAP)
@@ -439,6 +460,7 @@ class HDCIDModel(HDCIDPreTrainedModel):
         """Concatenate per-layer codes [B, T, D] on the last axis, optionally only TOC channels."""
         if not apply_toc:
             return torch.cat(list(quantized), dim=-1)
+        self.config.validate_hdcid()  # stored indices may have been edited by hand
         parts = [q[..., torch.tensor(idx, device=q.device)] for q, idx in zip(quantized, self.config.toc_channels)]
         return torch.cat(parts, dim=-1)
 
