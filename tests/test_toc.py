@@ -31,7 +31,7 @@ def brute_variance(e, unbiased):
 
 
 @pytest.mark.parametrize("shape", [(2, 3), (7, 5), (40, 16)])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64])
 @pytest.mark.parametrize("unbiased", [False, True])
 def test_closed_forms_equal_brute_force(shape, dtype, unbiased):
     e = torch.randn(*shape, generator=torch.Generator().manual_seed(sum(shape))).to(dtype)
