@@ -88,3 +88,42 @@ def test_records_yield_one_clip_at_a_time_with_its_split():
     assert len(records) == 5 and records[3]["split"] == "test"
     assert records[3]["clip_id"] == "synthetic-0-test-0000003"
     assert records[3]["video"].shape == (cfg.num_frames, 5, 5, cfg.video_feature_dim)
+
+
+def test_build_synthetic_shards_writes_every_split_with_text_features(tmp_path):
+    from hf_hdcid.data.shards import load_shards
+    from hf_hdcid.data.synthetic import build_synthetic_shards
+    from hf_hdcid.data.text import TextFeatureExtractor, default_offline_text_model
+
+    extractor = TextFeatureExtractor(default_offline_text_model(), num_tokens=6, progress=False)
+    cfg = HDCIDConfig.tiny(text_feature_dim=extractor.hidden_size)
+    out = build_synthetic_shards(tmp_path / "syn", cfg, {"pretrain": 5, "train": 3, "test": 2}, seed=1,
+                                 text_extractor=extractor, batch_size=2)
+    pre, collate = load_shards(out, cfg, split="pretrain")
+    train, _ = load_shards(out, cfg, split="train")
+    assert (len(pre), len(train), len(load_shards(out, cfg, split="test").dataset)) == (5, 3, 2)
+    assert int(pre[0]["label"]) == -1 and (pre[0]["audio_labels"] == -1).all()
+    world = SyntheticAVT(cfg, seed=1).generate("train", 0, 3)
+    batch = collate([train[i] for i in range(3)])
+    assert batch["label"].tolist() == world["label"].tolist()
+    assert torch.equal(batch["audio"], world["audio"]) and torch.equal(batch["video"], world["video"].float())
+    torch.testing.assert_close(batch["text"], extractor(world["prompt"]).half().float())
+    assert (out / "synthetic.json").exists()
+    with pytest.raises(ValueError, match="config.text_feature_dim: expected the text model's width 384, got 20"):
+        build_synthetic_shards(tmp_path / "bad", HDCIDConfig.tiny(), {"train": 1}, text_extractor=extractor)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_make_synthetic_cli(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
+    cmd = [sys.executable, "-m", "hf_hdcid.cli", "make-synthetic", str(tmp_path / "s"), "--clips", "4", "--seed", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "4 pretrain, 2 train, 2 test clips; preset tiny, text features 384-d" in proc.stdout
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL)
+    assert again.returncode == 2 and "hf-hdcid make-synthetic: error:" in again.stderr and "exists" in again.stderr
+    assert "Traceback" not in again.stderr

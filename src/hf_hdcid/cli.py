@@ -25,6 +25,23 @@ def _toc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _make_synthetic(args: argparse.Namespace) -> int:
+    from . import HDCIDConfig
+    from .data.synthetic import build_synthetic_shards
+    from .data.text import TextFeatureExtractor, default_offline_text_model
+
+    preset = getattr(HDCIDConfig, args.preset)()
+    extractor = TextFeatureExtractor(args.text_model or default_offline_text_model(), num_tokens=preset.num_frames)
+    config = getattr(HDCIDConfig, args.preset)(text_feature_dim=extractor.hidden_size)
+    downstream = args.downstream_clips if args.downstream_clips is not None else max(1, args.clips // 2)
+    clips = {"pretrain": args.clips, "train": downstream, "test": downstream}
+    out = build_synthetic_shards(args.out, config, clips, seed=args.seed, text_extractor=extractor,
+                                 overwrite=args.overwrite)
+    print(f"wrote {out}: " + ", ".join(f"{n} {s}" for s, n in clips.items())
+          + f" clips; preset {args.preset}, text features {extractor.hidden_size}-d")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-hdcid", description="H-DCID, DCID and TOC on Hugging Face.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -42,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     toc.add_argument("--normalize", action="store_true", help="unit-norm codes first (the paper's assumption)")
     toc.add_argument("--out", default=None, help="output folder (default: <model>-toc<channels>)")
     toc.set_defaults(func=_toc)
+    syn = sub.add_parser("make-synthetic", help="write the synthetic audio-visual-text benchmark as feature shards")
+    syn.add_argument("out", help="output shard folder (must not exist unless --overwrite)")
+    syn.add_argument("--clips", type=int, default=512, help="unlabelled pretraining clips")
+    syn.add_argument("--downstream-clips", type=int, default=None, help="labelled clips per train/test split "
+                     "(default: clips // 2)")
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--preset", choices=("tiny", "hdcid"), default="tiny", help="feature dimensions")
+    syn.add_argument("--text-model", default=None, help="BERT folder or Hub id (default: the offline MiniLM)")
+    syn.add_argument("--overwrite", action="store_true")
+    syn.set_defaults(func=_make_synthetic)
     return parser
 
 
@@ -50,7 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    return args.func(args)
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        return args.func(args)
+    except (ValueError, FileExistsError, FileNotFoundError, OSError) as err:
+        print(f"hf-hdcid {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

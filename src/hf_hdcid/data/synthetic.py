@@ -196,4 +196,63 @@ class SyntheticAVT:
                 "video_spatial_size": self.config.video_spatial_size, "classes": list(self.class_names)}
 
 
-__all__ = ["SyntheticAVT", "SyntheticSpec", "EVENT_CLASSES", "SPLITS"]
+
+
+def build_synthetic_shards(out_dir, config: HDCIDConfig, clips: dict | None = None, seed: int = 0,
+                           text_extractor=None, spec: SyntheticSpec | None = None, overwrite: bool = False,
+                           batch_size: int = 64):
+    """Write the synthetic benchmark as one shard folder (schema of :mod:`hf_hdcid.data.shards`).
+
+    clips: clips per split, default ``{"pretrain": 512, "train": 256, "test": 256}``; pretraining clips
+    are written unlabelled (label -1, segment labels -1). Text: with ``"text"`` in the config's
+    modalities, prompts are embedded by ``text_extractor`` (a :class:`TextFeatureExtractor`, whose
+    width must equal ``config.text_feature_dim``) and stored with the prompt. A ``synthetic.json``
+    describing the world and the config is written next to the shards. Returns the folder.
+    """
+    import json
+    from pathlib import Path
+
+    from .shards import write_shards
+
+    clips = dict(clips or {"pretrain": 512, "train": 256, "test": 256})
+    unknown = [s for s in clips if s not in SPLITS]
+    if unknown or not clips or any(not isinstance(n, int) or n < 1 for n in clips.values()):
+        raise ValueError(f"clips: expected positive counts for splits of {SPLITS}, got {clips}")
+    with_text = "text" in config.modalities
+    if with_text:
+        if text_extractor is None:
+            raise ValueError("text_extractor: expected a TextFeatureExtractor for a model with text, got None")
+        if text_extractor.num_tokens != config.num_frames:
+            raise ValueError(f"text_extractor.num_tokens: expected config.num_frames={config.num_frames}, "
+                             f"got {text_extractor.num_tokens}")
+        if text_extractor.hidden_size != config.text_feature_dim:
+            raise ValueError(f"config.text_feature_dim: expected the text model's width "
+                             f"{text_extractor.hidden_size}, got {config.text_feature_dim}")
+    world = SyntheticAVT(config, seed=seed, spec=spec)
+    label_width = world.spec.num_classes + 1
+
+    def records():
+        for split, count in clips.items():
+            for start in range(0, count, batch_size):
+                batch = world.generate(split, start, min(batch_size, count - start))
+                text = text_extractor(batch["prompt"]) if with_text else None
+                for i, clip_id in enumerate(batch["clip_id"]):
+                    labelled = split != "pretrain"
+                    record = {"clip_id": clip_id, "split": split, "prompt": batch["prompt"][i],
+                              "label": int(batch["label"][i]) if labelled else -1}
+                    for m, col in (("audio", "audio_labels"), ("video", "video_labels")):
+                        if m in config.modalities:
+                            record[m] = batch[m][i]
+                            record[col] = batch[col][i] if labelled else torch.full_like(batch[col][i], -1)
+                    if with_text:
+                        record["text"] = text[i]
+                    yield record
+
+    out = write_shards(records, out_dir, config, with_prompt=True, label_width=label_width,
+                       num_classes=world.spec.num_classes, overwrite=overwrite)
+    description = {"world": world.describe(), "clips": clips, "config": config.to_dict()}
+    (Path(out) / "synthetic.json").write_text(json.dumps(description, indent=2))
+    return out
+
+
+__all__ = ["SyntheticAVT", "SyntheticSpec", "EVENT_CLASSES", "SPLITS", "build_synthetic_shards"]
