@@ -9,7 +9,7 @@ import sys
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(seed=args.seed, batch_size=args.batch_size, output_dir=args.output_dir)
+    run_demo(seed=args.seed, batch_size=args.batch_size, output_dir=args.output_dir, epochs=args.epochs)
     return 0
 
 
@@ -45,9 +45,10 @@ def _make_synthetic(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-hdcid", description="H-DCID, DCID and TOC on Hugging Face.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="build a tiny H-DCID, run a training step, encode samples, print codes")
+    demo = sub.add_parser("demo", help="synthetic benchmark -> pretrain a tiny H-DCID -> TOC -> codes and agreement")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--batch-size", type=int, default=4)
+    demo.add_argument("--batch-size", type=int, default=16)
+    demo.add_argument("--epochs", type=int, default=8)
     demo.add_argument("--output-dir", default="outputs/demo", help="where the tiny model is saved")
     demo.set_defaults(func=_demo)
     toc = sub.add_parser("toc", help="compute TOC channels of a model, store them in its config, plot Fig. 2")
