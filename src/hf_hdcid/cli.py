@@ -42,6 +42,28 @@ def _make_synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_features(args: argparse.Namespace) -> int:
+    from . import HDCIDConfig
+    from .data.convert import convert_features
+
+    paths = {}
+    for item in args.path:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--path: expected KEY=VALUE, got {item!r}")
+        paths[key] = value
+    if args.splits:
+        paths["splits"] = set(args.splits.split(","))
+    overrides = {"modalities": args.modalities.split(",")}
+    if args.num_frames is not None:
+        overrides["num_frames"] = args.num_frames
+    config = getattr(HDCIDConfig, args.preset)(**overrides)
+    out = convert_features(args.layout, args.out, config, num_shards=args.num_shards, overwrite=args.overwrite,
+                           **paths)
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-hdcid", description="H-DCID, DCID and TOC on Hugging Face.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--text-model", default=None, help="BERT folder or Hub id (default: the offline MiniLM)")
     syn.add_argument("--overwrite", action="store_true")
     syn.set_defaults(func=_make_synthetic)
+    conv = sub.add_parser("convert-features", help="convert an original feature layout to feature shards")
+    conv.add_argument("layout", choices=("vggsound", "ave", "avvp", "ucf_vggsound"))
+    conv.add_argument("out", help="output shard folder")
+    conv.add_argument("--path", action="append", default=[], metavar="KEY=VALUE",
+                      help="layout inputs, e.g. --path csv_path=vggsound-avel40k.csv --path audio_dir=feature/audio/zip "
+                           "(see hf_hdcid.data.convert.convert_features)")
+    conv.add_argument("--splits", default=None, help="vggsound: comma-separated splits to keep (train = the 24K set)")
+    conv.add_argument("--modalities", default="audio,video,text", help="modalities of the target model")
+    conv.add_argument("--preset", choices=("hdcid", "tiny"), default="hdcid", help="feature dimensions")
+    conv.add_argument("--num-frames", type=int, default=None, help="T (default: the preset's, 10 for hdcid)")
+    conv.add_argument("--num-shards", type=int, default=None)
+    conv.add_argument("--overwrite", action="store_true")
+    conv.set_defaults(func=_convert_features)
     return parser
 
 

@@ -1,0 +1,354 @@
+"""Converters of the original feature layouts: safe unpickling, padding, labels, splits, shard contents."""
+
+import csv
+import os
+import pickle
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from hf_hdcid import HDCIDConfig
+from hf_hdcid.data.convert import convert_features, load_pickled_array, pad_or_truncate
+from hf_hdcid.data.shards import load_shards
+
+CONFIG = HDCIDConfig.tiny()  # T=6, audio 8, video 5x5x12, modalities audio, video, text
+AV = HDCIDConfig.tiny(modalities=["audio", "video"])
+T, A, S, V = CONFIG.num_frames, CONFIG.audio_feature_dim, CONFIG.video_spatial_size, CONFIG.video_feature_dim
+
+
+# ============================================================================================ fixtures
+def write_zip(path, obj, member="feature.pkl", protocol=pickle.HIGHEST_PROTOCOL):
+    """A zip holding one pickled object, as the original feature store."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(member, pickle.dumps(obj, protocol=protocol))
+    return path
+
+
+def audio(seed, frames=T):
+    """float32 audio features [frames, A] (distinct rows)."""
+    return np.random.default_rng(seed).standard_normal((frames, A)).astype(np.float32)
+
+
+def video(seed, frames=T):
+    """Video maps [frames, S, S, V] in quarters, exact in float16."""
+    return (np.random.default_rng(seed).integers(0, 400, (frames, S, S, V)) / 4).astype(np.float32)
+
+
+def write_csv(path, header, rows, delimiter=","):
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file, delimiter=delimiter)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def write_lines(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def column(dataset, name):
+    """A column as a plain list (ints for tensors)."""
+    return [int(v) if isinstance(v, torch.Tensor) else v for v in dataset[name]]
+
+
+def by_id(dataset):
+    return {row["clip_id"]: row for row in dataset}
+
+
+# ============================================================================================ pickles
+def test_load_pickled_array_returns_the_array_for_every_protocol(tmp_path):
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        for array in (audio(protocol), np.arange(12, dtype=np.int64).reshape(3, 4), np.zeros((2, 2), ">f8")):
+            loaded = load_pickled_array(write_zip(tmp_path / f"p{protocol}.zip", array, protocol=protocol))
+            assert type(loaded) is np.ndarray and np.array_equal(loaded, array)
+            assert loaded.dtype.str[1:] == array.dtype.str[1:]  # byte order: numpy's own choice per protocol
+
+
+class RunsACommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+class Custom:
+    pass
+
+
+def test_a_pickled_os_system_call_is_refused_without_running(tmp_path):
+    marker = tmp_path / "pwned"
+    path = write_zip(tmp_path / "evil.zip", RunsACommand(marker))
+    with pytest.raises(ValueError, match=r"evil\.zip.*refusing to unpickle global (posix|nt|os)\.system"):
+        load_pickled_array(path)
+    assert not marker.exists()
+
+
+def test_a_pickled_custom_class_is_refused_naming_the_zip_and_global(tmp_path):
+    path = write_zip(tmp_path / "custom.zip", Custom())
+    with pytest.raises(ValueError, match=r"custom\.zip.*global test_convert\.Custom"):
+        load_pickled_array(path)
+
+
+@pytest.mark.parametrize("obj, message", [([1.0, 2.0], "expected a numpy ndarray, got list"),
+                                          (np.array(["a", "b"]), "expected a float or integer array")])
+def test_a_non_numeric_array_payload_is_refused(tmp_path, obj, message):
+    with pytest.raises(ValueError, match=rf"bad\.zip.*{message}"):
+        load_pickled_array(write_zip(tmp_path / "bad.zip", obj))
+
+
+def test_a_zip_with_two_members_is_refused(tmp_path):
+    path = tmp_path / "two.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("a.pkl", pickle.dumps(audio(0)))
+        archive.writestr("b.pkl", pickle.dumps(audio(1)))
+    with pytest.raises(ValueError, match=r"two\.zip: expected exactly one pickled member"):
+        load_pickled_array(path)
+
+
+def test_pad_repeats_the_last_row_and_truncate_keeps_the_first_rows():
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    assert np.array_equal(pad_or_truncate(x, 5), [[0, 1], [2, 3], [4, 5], [4, 5], [4, 5]])
+    assert np.array_equal(pad_or_truncate(x, 2), [[0, 1], [2, 3]])
+    assert np.array_equal(pad_or_truncate(x, 3), x)
+    with pytest.raises(ValueError, match="at least one row"):
+        pad_or_truncate(np.zeros((0, 2)), 3)
+
+
+# ============================================================================================ VGGSound-AVEL
+@pytest.fixture(scope="module")
+def vggsound(tmp_path_factory):
+    """4 clips: audio of T-2 (padded), T+3 (truncated), T and 1 rows; 3 categories; prompts."""
+    root = tmp_path_factory.mktemp("vggsound")
+    clips = [("dog barking", "vid_a", "train", T - 2), ("playing piano", "vid_b", "test", T + 3),
+             ("rain", "vid_c", "train", T), ("dog barking", "vid_d", "val", 1)]
+    features = {}
+    for i, (_, vid, _, frames) in enumerate(clips):
+        features[vid] = (audio(i, frames), video(100 + i))
+        write_zip(root / "audio" / f"{vid}.zip", features[vid][0], protocol=2)
+        write_zip(root / "video" / f"{vid}.zip", features[vid][1])
+    paths = dict(csv_path=write_csv(root / "meta.csv", ["category", "video_id", "split"],
+                                    [(c, v, s) for c, v, s, _ in clips]),
+                 audio_dir=root / "audio", video_dir=root / "video",
+                 categories_path=write_lines(root / "categories.txt", ["rain", "dog barking", "playing piano"]),
+                 prompts_csv=write_csv(root / "prompts.csv", ["label", "prompt"],
+                                       [("rain", "rain falls on a roof"), ("dog barking", "a dog barks loudly"),
+                                        ("playing piano", "someone plays the piano")]))
+    return root, paths, features
+
+
+def test_vggsound_features_labels_and_prompts(vggsound):
+    root, paths, features = vggsound
+    out = convert_features("vggsound", root / "shards", CONFIG, progress=False, **paths)
+    data, _ = load_shards(out, CONFIG)
+    rows = by_id(data)
+    assert sorted(rows) == ["vid_a", "vid_b", "vid_c", "vid_d"]
+    assert "text" not in data.column_names and "audio_labels" not in data.column_names
+    expected = {"vid_a": (1, "train", "a dog barks loudly"), "vid_b": (2, "test", "someone plays the piano"),
+                "vid_c": (0, "train", "rain falls on a roof"), "vid_d": (1, "val", "a dog barks loudly")}
+    for vid, (label, split, prompt) in expected.items():
+        row = rows[vid]
+        assert (int(row["label"]), row["split"], row["prompt"]) == (label, split, prompt)
+        assert torch.equal(row["video"], torch.from_numpy(features[vid][1]).half())
+    a = {vid: features[vid][0] for vid in features}
+    assert torch.equal(rows["vid_a"]["audio"], torch.from_numpy(np.concatenate([a["vid_a"], a["vid_a"][[-1, -1]]])))
+    assert torch.equal(rows["vid_b"]["audio"], torch.from_numpy(a["vid_b"][:T]))
+    assert torch.equal(rows["vid_c"]["audio"], torch.from_numpy(a["vid_c"]))
+    assert torch.equal(rows["vid_d"]["audio"], torch.from_numpy(np.repeat(a["vid_d"], T, axis=0)))
+
+
+def test_vggsound_split_filter_gives_the_train_subset_without_prompts(vggsound):
+    root, paths, features = vggsound
+    paths = {**paths, "prompts_csv": None}
+    out = convert_features("vggsound", root / "train24k", CONFIG, progress=False, splits={"train"}, **paths)
+    data, _ = load_shards(out, AV)
+    assert sorted(column(data, "clip_id")) == ["vid_a", "vid_c"] and set(column(data, "split")) == {"train"}
+    assert "prompt" not in data.column_names and "text" not in data.column_names
+
+
+def test_vggsound_unknown_category_names_the_csv_line(vggsound, tmp_path):
+    root, paths, _ = vggsound
+    csv_path = write_csv(tmp_path / "meta.csv", ["category", "video_id", "split"], [("rain", "vid_c", "train"),
+                                                                                    ("thunder", "vid_a", "train")])
+    with pytest.raises(ValueError, match=r"meta\.csv, line 3: unknown category 'thunder'"):
+        convert_features("vggsound", tmp_path / "out", AV, progress=False, **{**paths, "csv_path": csv_path})
+    assert not (tmp_path / "out").exists()
+
+
+# ============================================================================================ AVE
+def one_hot_labels(classes_per_segment, width):
+    """[T, width] one-hot; None = background (last column)."""
+    label = np.zeros((len(classes_per_segment), width), dtype=np.float64)
+    for t, c in enumerate(classes_per_segment):
+        label[t, width - 1 if c is None else c] = 1
+    return label
+
+
+@pytest.fixture(scope="module")
+def ave(tmp_path_factory):
+    """5 AVE rows (label width 5: 4 classes + background); train order [3, 0, 4]."""
+    root = tmp_path_factory.mktemp("ave")
+    n, width = 5, 5
+    vis = np.stack([video(200 + i) for i in range(n)])
+    aud = np.stack([audio(300 + i) for i in range(n)])
+    segs = [[None, 2, 2, 2, None, None], [1] * T, [None] * T, [None, 0, 0, 3, 3, 3], [2, 1, 1, 2, None, None]]
+    labels = np.stack([one_hot_labels(s, width) for s in segs])
+    for name, key, data in (("visual_feature.h5", "avadataset", vis), ("audio_feature.h5", "avadataset", aud),
+                            ("labels.h5", "avadataset", labels), ("train_order.h5", "order", np.array([3, 0, 4])),
+                            ("test_order.h5", "order", np.array([1, 2]))):
+        with h5py.File(root / name, "w") as file:
+            file.create_dataset(key, data=data)
+    return root, vis, aud, labels
+
+
+def test_ave_features_and_labels_of_the_split_in_order(ave, tmp_path):
+    root, vis, aud, labels = ave
+    data, _ = load_shards(convert_features("ave", tmp_path / "ave", CONFIG, progress=False, root=root,
+                                           split="train"), AV)
+    assert column(data, "clip_id") == ["ave-3", "ave-0", "ave-4"]
+    # most frequent non-background class; ties -> the smallest id
+    assert column(data, "label") == [3, 2, 1]
+    for row, index in zip(data, (3, 0, 4)):
+        assert torch.equal(row["audio"], torch.from_numpy(aud[index]))
+        assert torch.equal(row["video"], torch.from_numpy(vis[index]).half())
+        assert torch.equal(row["audio_labels"], torch.from_numpy(labels[index]).to(torch.int8))
+        assert torch.equal(row["video_labels"], row["audio_labels"])
+
+
+def test_ave_clip_without_events_gets_label_minus_one(ave, tmp_path):
+    root = ave[0]
+    data, _ = load_shards(convert_features("ave", tmp_path / "ave", AV, progress=False, root=root, split="test"), AV)
+    assert column(data, "label") == [1, -1] and set(column(data, "split")) == {"test"}
+
+
+def test_ave_avvp_uses_the_given_labels_and_order(ave, tmp_path):
+    root, vis, _, _ = ave
+    labels = np.stack([one_hot_labels([0, 0, None, None, None, None], 3)] * 5)
+    with h5py.File(tmp_path / "ave_avvp_labels.h5", "w") as file:
+        file.create_dataset("avadataset", data=labels)
+    with h5py.File(tmp_path / "ave_avvp_order.h5", "w") as file:
+        file.create_dataset("order", data=np.array([2.0, 1.0]))
+    out = convert_features("ave", tmp_path / "shards", AV, progress=False, root=root,
+                           labels_path=tmp_path / "ave_avvp_labels.h5", order_path=tmp_path / "ave_avvp_order.h5")
+    data, _ = load_shards(out, AV)
+    assert column(data, "clip_id") == ["ave-2", "ave-1"] and column(data, "label") == [0, 0]
+    assert data[:]["audio_labels"].shape == (2, T, 3)
+    assert torch.equal(data[0]["video"], torch.from_numpy(vis[2]).half())
+
+
+# ============================================================================================ AVVP
+@pytest.fixture(scope="module")
+def avvp(tmp_path_factory):
+    """3 videos, 3 categories (+ background), audio of T-1 rows (padded) and T+2 rows (truncated)."""
+    root = tmp_path_factory.mktemp("avvp")
+    names = ["IgN7v8nWmx8_30_40", "abcdefghijk_0_10", "ZZZZZZZZZZZ_5_15"]
+    features = {}
+    for i, (name, frames) in enumerate(zip(names, (T - 1, T + 2, T))):
+        features[name] = (audio(400 + i, frames), video(500 + i))
+        write_zip(root / "audio" / f"{name[:11]}.zip", features[name][0])
+        write_zip(root / "video" / f"{name[:11]}.zip", features[name][1])
+    header = ["filename", "onset", "offset", "event_labels"]
+    audio_csv = write_csv(root / "AVVP_eval_audio_checked_combined.csv", header, [
+        (names[0], "0,2,3", "3,5,4", "Speech,Dog,Speech"),  # overlapping events
+        (names[1], "0", str(T + 4), "Cat"),  # offset past the clip
+        (names[2], "", "", ""),  # no events: background everywhere
+    ], delimiter="\t")
+    visual_csv = write_csv(root / "AVVP_eval_visual_checked_combined.csv", header, [
+        (names[1], "1", "2", "Dog")], delimiter="\t")
+    categories = write_lines(root / "AVVP_Categories.txt", ["Speech", "Dog", "Cat"])
+    dirs = dict(audio_dir=root / "audio", video_dir=root / "video", categories_path=categories)
+    return root, names, features, audio_csv, visual_csv, dirs
+
+
+def segments(spec, width=4):
+    """[T, width] int8 from {column: [segments]}; background (last) on all unmarked segments."""
+    label = np.zeros((T, width), dtype=np.int8)
+    for column, ts in spec.items():
+        label[ts, column] = 1
+    label[:, width - 1] = label[:, : width - 1].sum(1) == 0
+    return torch.from_numpy(label)
+
+
+def test_avvp_labels_follow_the_original_rules_for_the_csv_modality(avvp, tmp_path):
+    root, names, features, audio_csv, _, dirs = avvp
+    out = convert_features("avvp", tmp_path / "avvp", CONFIG, progress=False, csv_path=audio_csv, **dirs)
+    data, _ = load_shards(out, AV, split="test")
+    rows = by_id(data)
+    assert list(rows) == names and column(data, "label") == [-1, -1, -1]
+    assert torch.equal(rows[names[0]]["audio_labels"], segments({0: [0, 1, 2, 3], 1: [2, 3, 4]}))
+    assert torch.equal(rows[names[1]]["audio_labels"], segments({2: list(range(T))}))
+    assert torch.equal(rows[names[2]]["audio_labels"], segments({}))
+    for row in data:  # the audio csv annotates audio only
+        assert torch.equal(row["video_labels"], torch.full((T, 4), -1, dtype=torch.int8))
+    a0, a1 = features[names[0]][0], features[names[1]][0]
+    assert torch.equal(rows[names[0]]["audio"], torch.from_numpy(np.concatenate([a0, a0[-1:]])))
+    assert torch.equal(rows[names[1]]["audio"], torch.from_numpy(a1[:T]))
+    assert torch.equal(rows[names[2]]["video"], torch.from_numpy(features[names[2]][1]).half())
+
+
+def test_avvp_both_label_files_fill_both_columns(avvp, tmp_path):
+    root, names, _, audio_csv, visual_csv, dirs = avvp
+    out = convert_features("avvp", tmp_path / "avvp", AV, progress=False,
+                           csv_path={"audio": audio_csv, "video": visual_csv}, **dirs)
+    rows = by_id(load_shards(out, AV).dataset)
+    assert torch.equal(rows[names[1]]["video_labels"], segments({1: [1]}))
+    assert torch.equal(rows[names[1]]["audio_labels"], segments({2: list(range(T))}))
+    assert torch.equal(rows[names[0]]["video_labels"], torch.full((T, 4), -1, dtype=torch.int8))
+
+
+def test_avvp_unknown_event_names_the_line(avvp, tmp_path):
+    _, names, _, _, _, dirs = avvp
+    bad = write_csv(tmp_path / "AVVP_eval_audio.csv", ["filename", "onset", "offset", "event_labels"],
+                    [(names[0], "0", "1", "Speech"), (names[1], "0,1", "1,2", "Speech,Violin")], delimiter="\t")
+    with pytest.raises(ValueError, match=r"AVVP_eval_audio\.csv, line 3: unknown category 'Violin'"):
+        convert_features("avvp", tmp_path / "out", AV, progress=False, csv_path=bad, **dirs)
+
+
+# ============================================================================================ UCF101 <-> VGGSound
+def test_ucf_video_side_pads_video_and_marks_every_segment_with_the_class(tmp_path):
+    clips = {"v_ApplyEyeMakeup_g01": ("ApplyEyeMakeup", video(600, T - 3)),
+             "v_Biking_g02": ("Biking", video(601, T + 1))}
+    for vid, (_, features) in clips.items():
+        write_zip(tmp_path / "ucf" / f"{vid}.zip", features.astype(np.float64))
+    csv_path = write_csv(tmp_path / "ucf2vggsound.csv", ["video_id", "category"],
+                         [(vid, c) for vid, (c, _) in clips.items()])
+    categories = write_lines(tmp_path / "UCF101sameVGGSound.txt", ["Biking", "ApplyEyeMakeup"])
+    out = convert_features("ucf_vggsound", tmp_path / "shards", CONFIG, csv_path=csv_path,
+                           feature_dir=tmp_path / "ucf", categories_path=categories, modality="video")
+    data, _ = load_shards(out)
+    assert "audio" not in data.column_names and "audio_labels" not in data.column_names
+    rows = by_id(data)
+    assert int(rows["v_ApplyEyeMakeup_g01"]["label"]) == 1 and int(rows["v_Biking_g02"]["label"]) == 0
+    v0, v1 = clips["v_ApplyEyeMakeup_g01"][1], clips["v_Biking_g02"][1]
+    assert torch.equal(rows["v_ApplyEyeMakeup_g01"]["video"], torch.from_numpy(np.concatenate([v0, v0[[-1] * 3]])).half())
+    assert torch.equal(rows["v_Biking_g02"]["video"], torch.from_numpy(v1[:T]).half())
+    expected = torch.zeros(T, 3, dtype=torch.int8)
+    expected[:, 1] = 1  # class 1 on every segment, background column 0
+    assert torch.equal(rows["v_ApplyEyeMakeup_g01"]["video_labels"], expected)
+
+
+def test_unknown_layout_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="layout: expected one of"):
+        convert_features("kinetics", tmp_path / "out", CONFIG)
+
+
+def test_convert_features_cli(vggsound, tmp_path):
+    import subprocess
+    import sys
+
+    root, paths, features = vggsound
+    args = [f"--path={k}={v}" for k, v in paths.items() if k != "prompts_csv"]
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
+    cmd = [sys.executable, "-m", "hf_hdcid.cli", "convert-features", "vggsound", str(tmp_path / "cli"), "--preset",
+           "tiny", "--modalities", "audio,video", "--splits", "train", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data, _ = load_shards(tmp_path / "cli", AV)
+    assert sorted(data["clip_id"]) == ["vid_a", "vid_c"]
+    bad = subprocess.run(cmd[:-1] + ["--path", "nonsense"], capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and "--path: expected KEY=VALUE, got 'nonsense'" in bad.stderr
