@@ -352,3 +352,15 @@ def test_convert_features_cli(vggsound, tmp_path):
     assert sorted(data["clip_id"]) == ["vid_a", "vid_c"]
     bad = subprocess.run(cmd[:-1] + ["--path", "nonsense"], capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and "--path: expected KEY=VALUE, got 'nonsense'" in bad.stderr
+
+
+def test_vggsound81k_ids_strip_mp4_and_clips_are_unlabelled(vggsound, tmp_path):
+    root, paths, features = vggsound
+    csv_path = write_csv(tmp_path / "81k.csv", ["id"], [("vid_b.mp4",), ("vid_c.mp4",)])
+    out = convert_features("vggsound81k", tmp_path / "s81", AV, progress=False, csv_path=csv_path,
+                           audio_dir=paths["audio_dir"], video_dir=paths["video_dir"])
+    data, _ = load_shards(out, AV)
+    rows = by_id(data)
+    assert sorted(rows) == ["vid_b", "vid_c"] and int(rows["vid_b"]["label"]) == -1
+    assert torch.equal(rows["vid_b"]["audio"], torch.from_numpy(features["vid_b"][0][:T]))
+    assert torch.equal(rows["vid_c"]["video"], torch.from_numpy(features["vid_c"][1]).half())

@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--overwrite", action="store_true")
     syn.set_defaults(func=_make_synthetic)
     conv = sub.add_parser("convert-features", help="convert an original feature layout to feature shards")
-    conv.add_argument("layout", choices=("vggsound", "ave", "avvp", "ucf_vggsound"))
+    conv.add_argument("layout", choices=("vggsound", "vggsound81k", "ave", "avvp", "ucf_vggsound"))
     conv.add_argument("out", help="output shard folder")
     conv.add_argument("--path", action="append", default=[], metavar="KEY=VALUE",
                       help="layout inputs, e.g. --path csv_path=vggsound-avel40k.csv --path audio_dir=feature/audio/zip "

@@ -44,7 +44,7 @@ try:
 except ImportError:  # pragma: no cover - huggingface_hub is a dependency of transformers
     from tqdm.auto import tqdm
 
-LAYOUTS = ("vggsound", "ave", "avvp", "ucf_vggsound")
+LAYOUTS = ("vggsound", "vggsound81k", "ave", "avvp", "ucf_vggsound")
 ORIGINAL_NUM_FRAMES = 10  # one-second segments per clip in every original layout
 
 
@@ -211,6 +211,19 @@ def vggsound_records(csv_path, audio_dir, video_dir, categories_path, prompts_cs
                 raise ValueError(f"{prompts_csv}: no prompt for category {row['category']!r} ({where})")
             record["prompt"] = prompts[row["category"]]
         yield record
+
+
+def vggsound81k_records(csv_path, audio_dir, video_dir, *, num_frames: int = ORIGINAL_NUM_FRAMES) -> Iterator[dict]:
+    """Records of the 81K (and 179K) VGGSound audio-visual sets (reference §1.3): csv with a column
+    ``id`` = ``<video_id>.mp4``, the same per-clip zips as :func:`vggsound_records`; no category, no
+    prompt (audio-visual pretraining only): ``label`` -1, ``split`` ``"train"``."""
+    for line, row in _read_rows(csv_path, ("id",)):
+        video_id = row["id"][:-4] if row["id"].endswith(".mp4") else row["id"]
+        if not video_id:
+            raise ValueError(f"{csv_path}, line {line}: empty id")
+        yield {"clip_id": video_id, "split": "train", "label": -1,
+               "audio": pad_or_truncate(load_pickled_array(_zip(audio_dir, video_id)), num_frames),
+               "video": load_pickled_array(_zip(video_dir, video_id))}
 
 
 # ============================================================================================ AVE
@@ -420,6 +433,8 @@ def convert_features(layout: str, out_dir: str | os.PathLike, config: HDCIDConfi
 
     * ``"vggsound"``: ``csv_path``, ``audio_dir``, ``video_dir``, ``categories_path``, optional
       ``prompts_csv`` and ``splits`` (e.g. ``{"train"}`` for 24K; None = 40K). See :func:`vggsound_records`.
+    * ``"vggsound81k"``: ``csv_path`` (column ``id`` = ``<video_id>.mp4``), ``audio_dir``, ``video_dir``;
+      audio-visual only, unlabelled. See :func:`vggsound81k_records`.
     * ``"ave"``: ``root``, ``split`` (default ``"train"``), optional ``labels_path`` / ``order_path``
       (AVE->AVVP). See :func:`ave_records`.
     * ``"avvp"``: ``csv_path`` (or ``{"audio": csv, "video": csv}``), ``audio_dir``, ``video_dir``,
@@ -446,6 +461,8 @@ def convert_features(layout: str, out_dir: str | os.PathLike, config: HDCIDConfi
         num_classes = len(read_categories(paths["categories_path"]))
         if paths.get("prompts_csv") is not None:
             available.append("text")
+    elif layout == "vggsound81k":
+        records = vggsound81k_records(num_frames=t, **paths)
     elif layout == "ave":
         records = ave_records(**paths)
         label_width = _ave_label_width(paths["root"], paths.get("labels_path"))
@@ -477,5 +494,5 @@ def convert_features(layout: str, out_dir: str | os.PathLike, config: HDCIDConfi
 
 __all__ = [
     "LAYOUTS", "ave_records", "avvp_labels", "avvp_records", "convert_features", "load_pickled_array",
-    "pad_or_truncate", "read_categories", "ucf_vggsound_records", "vggsound_records",
+    "pad_or_truncate", "read_categories", "ucf_vggsound_records", "vggsound_records", "vggsound81k_records",
 ]
