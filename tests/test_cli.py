@@ -13,7 +13,7 @@ def test_demo_runs_the_pipeline_end_to_end(tmp_path):
                           stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    for marker in ("1. synthetic benchmark: 512 pretraining + 128 test clips", "epoch 2: mean loss",
+    for marker in ("1. synthetic benchmark: 512 pretraining + 128 test clips", "epoch 2: mean L_k layer1",
                    "3. TOC: 8 of 16 channels per layer", "4. reloaded as HDCIDModel", "audio-video: layer 1"):
         assert marker in out, marker
     for modality in ("audio", "video", "text"):

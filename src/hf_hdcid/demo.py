@@ -73,12 +73,16 @@ def run_demo(seed: int = 0, batch_size: int = 16, output_dir: str | os.PathLike 
     loader = make_dataloader(pretrain, collate, batch_size=batch_size, shuffle=True, drop_last=True,
                              generator=torch.Generator().manual_seed(seed))
     for epoch in range(epochs):
-        totals = []
+        totals: dict[str, list] = {}
         for batch in loader:
             output = pretraining_step(model, collate.model_inputs(batch), epoch, main_opt, club_opt, club_steps)
-            totals.append(output.loss.detach())
-        terms = {k: round(float(v.detach()), 3) for k, v in output.losses.items() if k.startswith("total/")}
-        print(f"   epoch {epoch}: mean loss {float(torch.stack(totals).mean()):.4f}  last batch {terms}")
+            for key, value in output.losses.items():
+                if key.startswith(("total/", "cpc/", "recon/")):
+                    totals.setdefault(key, []).append(value.detach())
+        means = {k: float(torch.stack(v).mean()) for k, v in totals.items()}
+        layers = "  ".join(f"{k.split('/')[1]} {v:.3f}" for k, v in means.items() if k.startswith("total/"))
+        recon = sum(v for k, v in means.items() if k.startswith("recon/") and k.endswith("layer1"))
+        print(f"   epoch {epoch}: mean L_k {layers}  (layer1: cpc {means['cpc/layer1']:.3f}, recon {recon:.3f})")
 
     channels = model.compute_toc(num_channels=config.hidden_size // 2)
     model.save_pretrained(out / "model")
