@@ -1,5 +1,6 @@
-"""Pretraining (the Accelerate loop arrives with issue 6; the single step lives here already)."""
+"""Pretraining: the single step and the Accelerate loop (``scripts/pretrain.py``)."""
 
+from .loop import PretrainConfig, pretrain
 from .step import pretraining_step
 
-__all__ = ["pretraining_step"]
+__all__ = ["pretraining_step", "PretrainConfig", "pretrain"]

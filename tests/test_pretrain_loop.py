@@ -1,0 +1,212 @@
+"""The Accelerate pretraining loop (hf_hdcid.training.loop, scripts/pretrain.py) on tiny synthetic shards."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_hdcid import HDCIDConfig, HDCIDForPreTraining
+from hf_hdcid.training.loop import PretrainConfig, clip_groups, list_checkpoints, pretrain
+
+REPO = Path(__file__).resolve().parent.parent
+CLIPS = 48
+BATCH = 8
+STEPS_PER_EPOCH = CLIPS // BATCH
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    from hf_hdcid.data.synthetic import build_synthetic_shards
+    from hf_hdcid.data.text import TextFeatureExtractor, default_offline_text_model
+
+    extractor = TextFeatureExtractor(default_offline_text_model(), num_tokens=HDCIDConfig.tiny().num_frames,
+                                     progress=False)
+    config = HDCIDConfig.tiny(text_feature_dim=extractor.hidden_size)
+    return build_synthetic_shards(tmp_path_factory.mktemp("pretrain_data") / "shards", config, {"pretrain": CLIPS},
+                                  seed=0, text_extractor=extractor)
+
+
+def settings(shards, output_dir, **overrides) -> PretrainConfig:
+    # warm start at epoch 1: the second epoch trains (and resumes) both layers
+    values = dict(data=str(shards), output_dir=str(output_dir), epochs=2, batch_size=BATCH, club_steps=1,
+                  save_every_steps=100, progress=False, model_config={"warm_start_epoch": 1, "dropout": 0.1})
+    values.update(overrides)
+    return PretrainConfig(**values)
+
+
+def read_log(output_dir) -> list[dict]:
+    return [json.loads(line) for line in (Path(output_dir) / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_single_process_run_writes_model_log_and_checkpoints(shards, tmp_path):
+    out = tmp_path / "run"
+    model_dir = pretrain(settings(shards, out, save_every_steps=4))
+    assert model_dir == out / "model"
+    model = HDCIDForPreTraining.from_pretrained(model_dir)
+    hidden = model.config.hidden_size
+    assert len(model.config.toc_channels) == model.config.num_layers
+    assert all(len(c) == hidden // 2 for c in model.config.toc_channels)
+
+    log = read_log(out)
+    assert [r["step"] for r in log] == list(range(1, 2 * STEPS_PER_EPOCH + 1))
+    assert [r["epoch"] for r in log] == [0] * STEPS_PER_EPOCH + [1] * STEPS_PER_EPOCH
+    first, last = log[0], log[-1]
+    for key in ("loss", "recon/audio/layer1", "commit/video/layer1", "mi/text/layer1", "cpc/layer1",
+                "total/layer1", "perplexity/audio/layer1", "active_codes/layer1", "equal_num/layer1",
+                "club_loss", "lr", "club_lr", "samples_per_s"):
+        assert isinstance(first[key], float) and first[key] == first[key], key
+    assert "total/layer2" not in first and "total/layer2" in last  # warm start at epoch 1
+    assert first["lr"] == 4e-4 and first["club_lr"] == 1e-3
+
+    names = [p.name for p in list_checkpoints(out)]
+    assert names == ["step_0000004", "step_0000006", "step_0000008", "step_0000012"]  # every 4 + epoch ends
+    assert not [p for p in (out / "checkpoints").iterdir() if p.name.startswith(".tmp")]
+    state = json.loads((out / "checkpoints" / "step_0000004" / "trainer_state.json").read_text())
+    assert state == {"global_step": 4, "epoch": 0, "batches_in_epoch": 4}
+    assert json.loads((out / "checkpoints" / "step_0000006" / "trainer_state.json").read_text())["epoch"] == 1
+
+
+@pytest.mark.parametrize("stop_at", [4, 6, 9])  # mid epoch 0, epoch boundary, mid epoch 1 (both layers)
+def test_resume_is_bit_identical_to_an_uninterrupted_run(shards, tmp_path, stop_at):
+    full = pretrain(settings(shards, tmp_path / "a"))
+    pretrain(settings(shards, tmp_path / "b", max_steps=stop_at))
+    assert list_checkpoints(tmp_path / "b")[-1].name == f"step_{stop_at:07d}"
+    resumed = pretrain(settings(shards, tmp_path / "b", resume_from_checkpoint="latest"))
+
+    a, b = load_file(full / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert sorted(a) == sorted(b)
+    buffers = [k for k in a if ".codebook." in k]
+    assert {k.rsplit(".", 1)[1] for k in buffers} == {"embed", "ema_count", "ema_weight", "unused_steps"}
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+
+    drop = ("samples_per_s",)
+    log_a = [{k: v for k, v in r.items() if k not in drop} for r in read_log(tmp_path / "a")]
+    log_b = [{k: v for k, v in r.items() if k not in drop} for r in read_log(tmp_path / "b")]
+    assert log_a == log_b
+
+
+def test_resume_from_an_explicit_checkpoint_path_and_missing_one(shards, tmp_path):
+    pretrain(settings(shards, tmp_path / "b", max_steps=3, epochs=1))
+    ckpt = list_checkpoints(tmp_path / "b")[-1]
+    # the state of step 3 loads into a fresh run that goes on to the end of epoch 0
+    out = pretrain(settings(shards, tmp_path / "b", epochs=1, resume_from_checkpoint=str(ckpt)))
+    assert [r["step"] for r in read_log(tmp_path / "b")] == list(range(1, STEPS_PER_EPOCH + 1))
+    assert (out / "model.safetensors").exists()
+    with pytest.raises(ValueError, match="is not a complete checkpoint"):
+        pretrain(settings(shards, tmp_path / "c", resume_from_checkpoint=str(tmp_path / "nowhere")))
+
+
+def test_clip_groups_cover_every_parameter_once():
+    model = HDCIDForPreTraining(HDCIDConfig.tiny())
+    groups = clip_groups(model)
+    ids = [id(p) for _, params, _ in groups for p in params]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+    assert "other" not in [name for name, _, _ in groups]
+    assert {id(p) for _, params, club in groups if club for p in params} == {id(p) for p in model.club_parameters()}
+
+
+def test_bad_settings_fail_before_training(shards, tmp_path):
+    config_file = tmp_path / "run.json"
+    config_file.write_text(json.dumps({"data": str(shards), "epochs": 1, "batch_szie": 4}))
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['batch_szie'\]"):
+        PretrainConfig.from_json(config_file)
+    with pytest.raises(ValueError, match="epochs: expected an int >= 1, got 0"):
+        PretrainConfig(data=str(shards), epochs=0)
+    with pytest.raises(ValueError, match="mixed_precision: expected one of"):
+        PretrainConfig(data=str(shards), mixed_precision="fp16")
+
+    out = tmp_path / "too_big"
+    with pytest.raises(ValueError, match=f"batch_size: 64 x 1 process\\(es\\) = 64 is larger than the {CLIPS} clips"):
+        pretrain(settings(shards, out, batch_size=64))
+    assert not out.exists()
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match="output_dir: .* is not writable"):
+        pretrain(settings(shards, blocker / "out"))
+
+    with pytest.raises(ValueError, match=r"model_config: invalid HDCIDConfig"):
+        pretrain(settings(shards, tmp_path / "bad_model", model_config={"no_such_option": 1}))
+
+
+def test_modalities_missing_from_the_shards_fail_before_training(tmp_path):
+    from hf_hdcid.data.synthetic import build_synthetic_shards
+
+    av = build_synthetic_shards(tmp_path / "av", HDCIDConfig.tiny(modalities=["audio", "video"]), {"pretrain": 8})
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"need \['text'\], which the shards .* do not have"):
+        pretrain(PretrainConfig(data=str(av), output_dir=str(out), batch_size=4, progress=False))
+    assert not out.exists()
+
+
+def test_script_reads_a_json_config_and_rejects_unknown_keys(shards, tmp_path, capsys):
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import pretrain as script
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    config_file = tmp_path / "run.json"
+    config_file.write_text(json.dumps({"data": str(shards), "epochs": 3, "batch_size": 4}))
+    cfg = script.config_from_args(script.build_parser().parse_args(
+        ["--config", str(config_file), "--epochs", "1", "--output-dir", str(tmp_path / "o"), "--clip", "none"]))
+    assert (cfg.epochs, cfg.batch_size, cfg.clip, cfg.output_dir) == (1, 4, None, str(tmp_path / "o"))
+    config_file.write_text(json.dumps({"data": str(shards), "lr_main": 1e-3}))
+    assert script.main(["--config", str(config_file)]) == 2
+    assert "unknown key(s) ['lr_main']" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_two_processes(shards, out, cwd, *flags) -> None:
+    """``accelerate launch --multi_gpu`` on 2 CPU processes (gloo) of scripts/pretrain.py."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9",
+           "TOKENIZERS_PARALLELISM": "false"}
+    command = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(_free_port()), str(REPO / "scripts" / "pretrain.py"),
+               "--data", str(shards), "--output-dir", str(out), "--epochs", "2", "--batch-size", str(BATCH),
+               "--club-steps", "1", "--model-config", '{"warm_start_epoch": 1}', "--save-rank-states",
+               "--no-progress", *flags]
+    result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_two_processes_keep_parameters_and_codebooks_identical_and_resume(shards, tmp_path):
+    out = tmp_path / "ddp"
+    launch_two_processes(shards, out, tmp_path)
+    rank0 = torch.load(out / "rank_states" / "rank0.pt")
+    rank1 = torch.load(out / "rank_states" / "rank1.pt")
+    assert sorted(rank0) == sorted(rank1)
+    assert [k for k in rank0 if not torch.equal(rank0[k], rank1[k])] == []
+    steps = CLIPS // (2 * BATCH)  # each process gets half of every epoch
+    assert [r["step"] for r in read_log(out)] == list(range(1, 2 * steps + 1))
+    checkpoint = list_checkpoints(out)[-1]
+    assert {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in checkpoint.iterdir()}
+    saved = load_file(out / "model" / "model.safetensors")  # written by the main process
+    assert [k for k in saved if not torch.equal(saved[k], rank0[k])] == []
+
+    # stopped after 4 steps (mid epoch 1) and resumed on 2 processes: the same final state
+    launch_two_processes(shards, tmp_path / "ddp_b", tmp_path, "--max-steps", "4")
+    launch_two_processes(shards, tmp_path / "ddp_b", tmp_path, "--resume-from-checkpoint", "latest")
+    for rank in (0, 1):
+        resumed = torch.load(tmp_path / "ddp_b" / "rank_states" / f"rank{rank}.pt")
+        assert [k for k in rank0 if not torch.equal(rank0[k], resumed[k])] == []
