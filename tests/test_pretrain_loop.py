@@ -210,3 +210,42 @@ def test_two_processes_keep_parameters_and_codebooks_identical_and_resume(shards
     for rank in (0, 1):
         resumed = torch.load(tmp_path / "ddp_b" / "rank_states" / f"rank{rank}.pt")
         assert [k for k in rank0 if not torch.equal(rank0[k], resumed[k])] == []
+
+
+def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(shards, tmp_path):
+    """A real kill: the script runs in a subprocess and gets SIGKILL as soon as a mid-epoch checkpoint
+    exists; resuming from the latest checkpoint must end with the same weights as a run never killed."""
+    import signal
+    import time
+
+    args = ["--data", str(shards), "--epochs", "3", "--batch-size", str(BATCH), "--club-steps", "1",
+            "--save-every-steps", "2", "--no-progress", "--model-config", '{"warm_start_epoch": 1}']
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
+    script = [sys.executable, str(REPO / "scripts" / "pretrain.py")]
+
+    reference = tmp_path / "uninterrupted"
+    done = subprocess.run(script + args + ["--output-dir", str(reference)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(script + args + ["--output-dir", str(killed)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    target = killed / "checkpoints" / "step_0000008"  # epoch 1 (6 steps per epoch), 2 batches in
+    deadline = time.time() + 240
+    while not target.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL  # it was really killed, not finished
+    assert not (killed / "model").exists()
+    latest = max(p.name for p in list_checkpoints(killed))
+    assert "step_0000008" <= latest < "step_0000018"
+
+    resumed = subprocess.run(script + args + ["--output-dir", str(killed), "--resume-from-checkpoint", "latest"],
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = load_file(reference / "model" / "model.safetensors")
+    b = load_file(killed / "model" / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []  # parameters and codebook buffers
