@@ -20,7 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hf_hdcid import HDCIDConfig, HDCIDForPreTraining
-from hf_hdcid.demo import synthetic_batch
+from hf_hdcid.data.synthetic import random_feature_batch
 from hf_hdcid.training import pretraining_step
 
 
@@ -49,7 +49,7 @@ def main(argv=None):
     model = HDCIDForPreTraining(config).train()
     main_opt = torch.optim.Adam(model.main_parameters(), lr=1e-4)
     club_opt = torch.optim.Adam(model.club_parameters(), lr=1e-4)
-    batch = synthetic_batch(config, args.batch_size, torch.Generator().manual_seed(0))
+    batch = random_feature_batch(config, args.batch_size, torch.Generator().manual_seed(0))
     with FlopCounterMode(display=False) as counter:
         pretraining_step(model, batch, args.epoch, main_opt, club_opt, club_steps=5)
     flops = counter.get_total_flops()

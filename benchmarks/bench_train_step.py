@@ -34,7 +34,7 @@ import time
 import torch
 
 from hf_hdcid import HDCIDConfig, HDCIDForPreTraining
-from hf_hdcid.demo import synthetic_batch
+from hf_hdcid.data.synthetic import random_feature_batch
 
 PRESETS = ("hdcid", "dcid", "tiny", "original_hdcid")
 CLUB_STEPS = 5
@@ -105,7 +105,7 @@ def main(argv=None) -> dict:
     rss_after_build = current_rss_mb()
     counts = parameter_counts(model)
     batch = {m: x.to(dtype) for m, x in
-             synthetic_batch(config, args.batch_size, torch.Generator().manual_seed(args.seed)).items()}
+             random_feature_batch(config, args.batch_size, torch.Generator().manual_seed(args.seed)).items()}
     active = model.active_layers(args.epoch)
 
     print(f"hf-hdcid train step: preset={args.preset} num_layers={config.num_layers} "

@@ -426,9 +426,10 @@ class HDCIDConfig(PretrainedConfig):
                      "update_upper_codebooks_before_warm_start", "check_finite_inputs"):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, "a bool", getattr(self, name))
-        self._validate_toc()
+        self.validate_toc()
 
-    def _validate_toc(self) -> None:
+    def validate_toc(self) -> None:
+        """Raise ValueError naming the field if ``toc_channels`` / ``toc_settings`` are invalid."""
         tc = self.toc_channels
         if tc is None:
             return

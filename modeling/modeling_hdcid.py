@@ -381,14 +381,14 @@ class HDCIDPreTrainedModel(PreTrainedModel):
         with the settings, in ``config.toc_channels`` / ``config.toc_settings`` so that
         ``save_pretrained`` and the Hub carry them; ``encode(..., apply_toc=True)`` then uses them.
         Returns the per-layer channel indices."""
-        base = self.hdcid if isinstance(self, HDCIDForPreTraining) else self
+        base = self.base_model  # the HDCIDModel (itself, or .hdcid of the pretraining model)
         channels = [select_channels(book, num_channels, lam=lam, normalize=normalize, top_bottom=tuple(top_bottom),
                                     unbiased_variance=unbiased_variance).tolist() for book in base.codebooks()]
         settings = {"num_channels": num_channels, "lam": lam, "normalize": normalize,
                     "top_bottom": list(top_bottom), "unbiased_variance": unbiased_variance}
         self.config.toc_channels, previous = channels, self.config.toc_channels
         try:
-            self.config.validate_hdcid()
+            self.config.validate_toc()
         except ValueError:
             self.config.toc_channels = previous
             raise
@@ -460,7 +460,7 @@ class HDCIDModel(HDCIDPreTrainedModel):
         """Concatenate per-layer codes [B, T, D] on the last axis, optionally only TOC channels."""
         if not apply_toc:
             return torch.cat(list(quantized), dim=-1)
-        self.config.validate_hdcid()  # stored indices may have been edited by hand
+        self.config.validate_toc()  # stored indices may have been edited by hand
         parts = [q[..., torch.tensor(idx, device=q.device)] for q, idx in zip(quantized, self.config.toc_channels)]
         return torch.cat(parts, dim=-1)
 

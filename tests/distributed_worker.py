@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 
 from hf_hdcid import HDCIDConfig, HDCIDForPreTraining, MultimodalEMACodebook
-from hf_hdcid.demo import synthetic_batch
+from hf_hdcid.data.synthetic import random_feature_batch
 
 STEPS = 5
 BATCH_SIZE = 3
@@ -98,7 +98,7 @@ def main(outdir: Path) -> None:
 
     torch.save(codebook_state(model), outdir / f"rank{rank}_step-1.pt")
     for step in range(STEPS):
-        batch = synthetic_batch(config, BATCH_SIZE, generator)
+        batch = random_feature_batch(config, BATCH_SIZE, generator)
         features = model.extract_features(batch, epoch=0)
         club_opt.zero_grad()
         model.club_loss(features).backward()
@@ -132,7 +132,7 @@ def main(outdir: Path) -> None:
     # (otherwise the identical codebooks above would prove nothing)
     torch.manual_seed(0)
     control = HDCIDForPreTraining(model_config(sync_codebook=False)).train()
-    control_batch = synthetic_batch(control.config, BATCH_SIZE, torch.Generator().manual_seed(100 + rank))
+    control_batch = random_feature_batch(control.config, BATCH_SIZE, torch.Generator().manual_seed(100 + rank))
     with torch.no_grad():
         control.extract_features(control_batch, epoch=0)
     torch.save(codebook_state(control), outdir / f"rank{rank}_unsynced.pt")

@@ -127,3 +127,20 @@ def test_make_synthetic_cli(tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL)
     assert again.returncode == 2 and "hf-hdcid make-synthetic: error:" in again.stderr and "exists" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+def test_random_feature_batch_is_seeded_and_event_driven():
+    from hf_hdcid.data.synthetic import random_feature_batch
+
+    cfg = HDCIDConfig.tiny()
+    a = random_feature_batch(cfg, 4, torch.Generator().manual_seed(5))
+    b = random_feature_batch(cfg, 4, torch.Generator().manual_seed(5))
+    assert all(torch.equal(a[m], b[m]) for m in a)
+    t, s = cfg.num_frames, cfg.video_spatial_size
+    assert a["audio"].shape == (4, t, 8) and a["video"].shape == (4, t, s, s, 12) and a["text"].shape == (4, t, 20)
+    assert (a["video"] >= 0).all()
+    # one latent event per position: the 4*T audio vectors take at most 4 values up to the 0.1 noise
+    flat = a["audio"].reshape(-1, 8)
+    dist = torch.cdist(flat, flat)
+    close = (dist < 1.0).float()
+    assert int(torch.linalg.matrix_rank(close)) <= 4

@@ -22,21 +22,6 @@ from . import HDCIDConfig, HDCIDForPreTraining
 from .training import pretraining_step
 
 
-def synthetic_batch(config: HDCIDConfig, batch_size: int, generator: torch.Generator) -> dict:
-    """Random features of every modality driven by one shared latent event per (sample, time step)
-    (no files, no text model: for benchmarks and tests)."""
-    t, s = config.num_frames, config.video_spatial_size
-    events = torch.randint(0, 4, (batch_size, t), generator=generator)
-    onehot = torch.nn.functional.one_hot(events, 4).float()  # [B, T, 4]
-
-    def view(dim):
-        proj = torch.randn(4, dim, generator=generator)
-        return onehot @ proj + 0.1 * torch.randn(batch_size, t, dim, generator=generator)
-
-    video = view(s * s * config.video_feature_dim).view(batch_size, t, s, s, -1).relu()
-    return {"audio": view(config.audio_feature_dim), "video": video, "text": view(config.text_feature_dim)}
-
-
 def code_agreement(encoder, batch: dict, a: str = "audio", b: str = "video") -> list[float]:
     """Per layer the fraction of (clip, second) positions where modalities a and b get the same code."""
     with torch.no_grad():

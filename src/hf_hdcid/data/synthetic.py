@@ -255,4 +255,20 @@ def build_synthetic_shards(out_dir, config: HDCIDConfig, clips: dict | None = No
     return out
 
 
-__all__ = ["SyntheticAVT", "SyntheticSpec", "EVENT_CLASSES", "SPLITS", "build_synthetic_shards"]
+def random_feature_batch(config: HDCIDConfig, batch_size: int, generator: torch.Generator) -> dict:
+    """Random features of every modality of ``config`` (all three are returned) driven by one shared
+    latent event per (sample, time step), in memory: no files, no text model (benchmarks and tests).
+    audio [B, T, A], video [B, T, S, S, C] (non-negative), text [B, T, text_feature_dim]."""
+    t, s = config.num_frames, config.video_spatial_size
+    events = torch.randint(0, 4, (batch_size, t), generator=generator)
+    onehot = torch.nn.functional.one_hot(events, 4).float()  # [B, T, 4]
+
+    def view(dim):
+        proj = torch.randn(4, dim, generator=generator)
+        return onehot @ proj + 0.1 * torch.randn(batch_size, t, dim, generator=generator)
+
+    video = view(s * s * config.video_feature_dim).view(batch_size, t, s, s, -1).relu()
+    return {"audio": view(config.audio_feature_dim), "video": video, "text": view(config.text_feature_dim)}
+
+
+__all__ = ["random_feature_batch", "SyntheticAVT", "SyntheticSpec", "EVENT_CLASSES", "SPLITS", "build_synthetic_shards"]
