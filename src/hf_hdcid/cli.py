@@ -64,6 +64,34 @@ def _convert_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _card(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .hub import write_model_card
+
+    results = None
+    if args.results is not None:
+        try:
+            results = json.loads(Path(args.results).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--results {args.results}: expected a JSON list of eval results, got a parse error "
+                             f"({err})") from None
+    path = write_model_card(args.model_dir, results, repo_id=args.repo_id)
+    print(f"wrote {path}")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from .hub import push
+
+    commit = push(args.model_dir, args.repo_id, private=args.private, revision=args.revision,
+                  commit_message=args.commit_message)
+    print(f"pushed {args.model_dir} to {args.repo_id}" + (f" ({args.revision})" if args.revision else "")
+          + f": {commit}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-hdcid", description="H-DCID, DCID and TOC on Hugging Face.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +133,21 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--num-shards", type=int, default=None)
     conv.add_argument("--overwrite", action="store_true")
     conv.set_defaults(func=_convert_features)
+    card = sub.add_parser("card", help="(re)write the model card README.md of a saved model folder")
+    card.add_argument("model_dir", help="a save_pretrained folder (config.json + *.safetensors)")
+    card.add_argument("--results", default=None, metavar="FILE.json",
+                      help="eval results: a JSON list of huggingface_hub.EvalResult fields "
+                           "(default: MODEL_DIR/eval_results.json when present)")
+    card.add_argument("--repo-id", default=None, metavar="ORG/NAME", help="Hub id used in the card's examples")
+    card.set_defaults(func=_card)
+    push = sub.add_parser("push", help="upload a saved model folder (weights, config, remote code, card, figures) "
+                                       "to the Hub in one commit")
+    push.add_argument("model_dir", help="a save_pretrained folder (config.json + *.safetensors)")
+    push.add_argument("repo_id", metavar="ORG/NAME", help="target Hub repository (created if missing)")
+    push.add_argument("--private", action="store_true", help="create the repository as private")
+    push.add_argument("--revision", default=None, metavar="REV", help="branch to commit to (created if missing)")
+    push.add_argument("--commit-message", default="Upload H-DCID model", metavar="MSG")
+    push.set_defaults(func=_push)
     return parser
 
 
