@@ -27,7 +27,9 @@ if str(REPO / "src") not in sys.path and (REPO / "src" / "hf_hdcid").is_dir():
     except ImportError:
         sys.path.insert(0, str(REPO / "src"))
 
-from hf_hdcid.training.loop import PRESETS, PretrainConfig, pretrain, use_cpu  # noqa: E402
+from hf_hdcid.training.loop import PRESETS, PretrainConfig, PretrainConfigError, pretrain, use_cpu  # noqa: E402
+from hf_hdcid.training.schedule import LR_SCHEDULERS  # noqa: E402
+from hf_hdcid.training.step import ENCODER_PASSES  # noqa: E402
 
 DEFAULT_SYNTHETIC = Path("outputs/synthetic")
 
@@ -40,10 +42,21 @@ def _optional_float(value: str):
     return None if value.lower() in ("none", "null") else float(value)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Every ``--some-flag`` is also accepted as ``--some_flag`` (the spelling of transformers' scripts)."""
+
+    def add_argument(self, *names, **kwargs):
+        aliases = ["--" + n[2:].replace("-", "_") for n in names if n.startswith("--") and "-" in n[2:]]
+        return super().add_argument(*names, *[a for a in aliases if a not in names], **kwargs)
+
+
+def _str_list(value: str):
+    return [v for v in value.split(",") if v] if "," in value else value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                argument_default=argparse.SUPPRESS)  # only the flags given are set
+    p = _Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                argument_default=argparse.SUPPRESS)  # only the flags given are set
     p.add_argument("--config", type=Path, help="JSON file with PretrainConfig settings (unknown keys are errors)")
     p.add_argument("--data", help="shard folder (default: the synthetic benchmark in outputs/synthetic)")
     p.add_argument("--preset", choices=PRESETS)
@@ -69,6 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--save-rank-states", dest="save_rank_states", action="store_true",
                    help="every process writes its final state_dict to OUTPUT_DIR/rank_states/rank{r}.pt")
+    p.add_argument("--encoder-passes", dest="encoder_passes", choices=ENCODER_PASSES,
+                   help="once (default) or per_club_step (the original's club_steps + 1 encoder passes per batch)")
+    p.add_argument("--lr-scheduler", dest="lr_scheduler", choices=LR_SCHEDULERS)
+    p.add_argument("--warmup-steps", dest="warmup_steps", type=int)
+    p.add_argument("--lr-milestones", dest="lr_milestones", type=lambda v: [int(x) for x in v.split(",") if x],
+                   help="multistep: comma-separated epochs (default 10,20,30)")
+    p.add_argument("--lr-gamma", dest="lr_gamma", type=float)
+    p.add_argument("--report-to", dest="report_to", type=_str_list,
+                   help='auto (TensorBoard when installed), none, or tracker name(s), comma-separated')
+    p.add_argument("--no-plot", dest="plot", action="store_false")
+    p.add_argument("--push-to-hub", dest="push_to_hub", action="store_true")
+    p.add_argument("--hub-model-id", dest="hub_model_id", help="ORG/NAME of the Hub repo for --push-to-hub")
+    p.add_argument("--hub-private", dest="hub_private", action="store_true")
     return p
 
 
@@ -111,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     cfg = ensure_synthetic(cfg)
-    model_dir = pretrain(cfg)
+    try:
+        model_dir = pretrain(cfg)
+    except PretrainConfigError as err:  # raised before any training step
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     from accelerate import PartialState
 
     if PartialState(cpu=use_cpu()).is_main_process:

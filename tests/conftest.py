@@ -1,9 +1,22 @@
 """Shared fixtures: offline Hugging Face environment, tiny configs and synthetic batches."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
-import pytest
-import torch
+# An isolated Hugging Face home for the whole session, set BEFORE huggingface_hub / transformers are
+# imported (they read HF_HOME, the cache and token paths, and HF_MODULES_CACHE at import time): no test
+# reads the user's cache or token.
+_HF_HOME = tempfile.mkdtemp(prefix="hf_hdcid_tests_hf_home_")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
+os.environ["HF_HOME"] = _HF_HOME
+os.environ["HF_MODULES_CACHE"] = os.path.join(_HF_HOME, "modules")
+os.environ.pop("HF_HUB_CACHE", None)
+os.environ.pop("HF_TOKEN", None)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # Nothing may reach the network: a closed loopback port for the Hub, offline mode, quiet bars.
 os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")
@@ -13,13 +26,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 from hf_hdcid import HDCIDConfig  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _isolated_hf_home(tmp_path_factory, monkeypatch):
-    home = tmp_path_factory.getbasetemp() / "hf_home"
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.setenv("HF_MODULES_CACHE", str(home / "modules"))
+from fake_hub import FakeHub  # noqa: E402
+from huggingface_hub import constants  # noqa: E402
 
 
 def make_batch(config: HDCIDConfig, batch_size: int = 3, seed: int = 0, dtype=torch.float32) -> dict:
@@ -37,3 +45,17 @@ def make_batch(config: HDCIDConfig, batch_size: int = 3, seed: int = 0, dtype=to
 @pytest.fixture
 def tiny_config():
     return HDCIDConfig.tiny()
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A fake Hub whose commits land in a private HF cache; no token unless a test gives one."""
+    cache = tmp_path / "hub_cache"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no_token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no_stored_tokens"))
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    fake = FakeHub(root=tmp_path / "remote", cache_dir=cache)
+    with fake.patch():
+        yield fake

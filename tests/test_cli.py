@@ -13,15 +13,29 @@ def test_demo_runs_the_pipeline_end_to_end(tmp_path):
                           stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    for marker in ("1. synthetic benchmark: 512 pretraining + 128 test clips", "epoch 2: mean L_k layer1",
-                   "3. TOC: 8 of 16 channels per layer", "4. reloaded as HDCIDModel", "audio-video: layer 1"):
+    for marker in ("1. synthetic benchmark: 512 pretraining + 128 test clips", "pretraining a tiny DCID (1 layer)",
+                   "pretraining a tiny H-DCID (2 layers, layer 2 from epoch 1)", "epoch 2: mean L_k layer1",
+                   "3. TOC: 8 of 16 channels per layer", "4. reloaded as HDCIDModel", "audio-video: layer 1",
+                   "| DCID | 1 |", "| H-DCID | 2 |"):
         assert marker in out, marker
     for modality in ("audio", "video", "text"):
         assert f"{modality} codes layer1" in out
     demo = tmp_path / "demo"
-    assert (demo / "model" / "model.safetensors").exists() and (demo / "toc_cosine.png").exists()
     results = json.loads((demo / "demo_results.json").read_text())
-    assert set(results["agreement"]) == {"audio-video", "audio-text"} and len(results["channels"]) == 2
+    assert [m["num_layers"] for m in results["models"]] == [1, 2]
+    for name, layers in (("dcid", 1), ("hdcid", 2)):
+        model = demo / name / "model"
+        for f in ("model.safetensors", "config.json", "toc_cosine.png", "loss_curves.png", "README.md",
+                  "training_info.json", "eval_results.json"):
+            assert (model / f).is_file(), (name, f)
+        assert len(json.loads((model / "config.json").read_text())["toc_channels"]) == layers
+        card = (model / "README.md").read_text()
+        assert "toc_cosine.png" in card and "model-index" in card
+        assert [r["step"] for r in map(json.loads, (demo / name / "train_log.jsonl").read_text().splitlines())][-1] \
+            == 3 * (512 // 16)
+    row = results["models"][1]
+    assert set(row["agreement"]) == {"audio-video", "audio-text"} and len(row["channels"]) == 2
+    assert "| H-DCID | 2 |" in (demo / "results.md").read_text()
     assert "UNEXPECTED" not in proc.stderr  # pretraining heads are dropped quietly when loading the encoder
 
 

@@ -25,7 +25,6 @@ from hf_hdcid.hub import (
 )
 
 from conftest import make_batch
-from fake_hub import FakeHub
 
 REMOTE_CODE = ["configuration_hdcid.py", "modeling_hdcid.py", "objectives_hdcid.py", "quantization_hdcid.py",
                "toc_hdcid.py"]
@@ -56,20 +55,6 @@ TRAINING_INFO = {
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 PUSHED = sorted(["README.md", "config.json", "eval_results.json", "loss_curves.png", "model.safetensors",
                  "toc_cosine.png", "training_info.json", *REMOTE_CODE])
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """A fake Hub whose commits land in a private HF cache; no token unless a test gives one."""
-    cache = tmp_path / "hub_cache"
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no_token"))
-    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no_stored_tokens"))
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    fake = FakeHub(root=tmp_path / "remote", cache_dir=cache)
-    with fake.patch():
-        yield fake
 
 
 def saved_model(folder, num_layers=2, toc_channels=5, info=True, results=True, figures=True, **overrides):

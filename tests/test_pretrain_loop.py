@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from hf_hdcid import HDCIDConfig, HDCIDForPreTraining
-from hf_hdcid.training.loop import PretrainConfig, clip_groups, list_checkpoints, pretrain
+from hf_hdcid.training.loop import PretrainConfig, PretrainConfigError, clip_groups, list_checkpoints, pretrain
 
 REPO = Path(__file__).resolve().parent.parent
 CLIPS = 48
@@ -44,7 +44,8 @@ def shards(tmp_path_factory):
 def settings(shards, output_dir, **overrides) -> PretrainConfig:
     # warm start at epoch 1: the second epoch trains (and resumes) both layers
     values = dict(data=str(shards), output_dir=str(output_dir), epochs=2, batch_size=BATCH, club_steps=1,
-                  save_every_steps=100, progress=False, model_config={"warm_start_epoch": 1, "dropout": 0.1})
+                  save_every_steps=100, progress=False, model_config={"warm_start_epoch": 1, "dropout": 0.1},
+                  report_to="none", plot=False)
     values.update(overrides)
     return PretrainConfig(**values)
 
@@ -55,7 +56,7 @@ def read_log(output_dir) -> list[dict]:
 
 def test_single_process_run_writes_model_log_and_checkpoints(shards, tmp_path):
     out = tmp_path / "run"
-    model_dir = pretrain(settings(shards, out, save_every_steps=4))
+    model_dir = pretrain(settings(shards, out, save_every_steps=4, report_to="tensorboard", plot=True))
     assert model_dir == out / "model"
     model = HDCIDForPreTraining.from_pretrained(model_dir)
     hidden = model.config.hidden_size
@@ -80,13 +81,104 @@ def test_single_process_run_writes_model_log_and_checkpoints(shards, tmp_path):
     assert state == {"global_step": 4, "epoch": 0, "batches_in_epoch": 4}
     assert json.loads((out / "checkpoints" / "step_0000006" / "trainer_state.json").read_text())["epoch"] == 1
 
+    # the same scalars went to TensorBoard
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-@pytest.mark.parametrize("stop_at", [4, 6, 9])  # mid epoch 0, epoch boundary, mid epoch 1 (both layers)
-def test_resume_is_bit_identical_to_an_uninterrupted_run(shards, tmp_path, stop_at):
-    full = pretrain(settings(shards, tmp_path / "a"))
-    pretrain(settings(shards, tmp_path / "b", max_steps=stop_at))
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    for key in ("loss", "total/layer1", "active_codes/layer1", "lr"):
+        points = events.Scalars(key)
+        assert [p.step for p in points] == [r["step"] for r in log], key
+        assert [p.value for p in points] == pytest.approx([r[key] for r in log], rel=1e-6), key
+
+    # the model folder: training record, loss curves, model card
+    info = json.loads((model_dir / "training_info.json").read_text())
+    assert (info["steps"], info["epochs"], info["num_processes"], info["global_batch_size"]) == (12, 2, 1, BATCH)
+    assert info["data"]["num_clips"] == CLIPS and info["data"]["modalities"] == ["audio", "video", "text"]
+    assert info["final_metrics"] == log[-1] and info["pretrain_config"]["batch_size"] == BATCH
+    assert info["train_time_s"] > 0
+    for folder in (out, model_dir):
+        png = (folder / "loss_curves.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 20_000
+    card = (model_dir / "README.md").read_text()
+    assert "H-DCID" in card and "loss_curves.png" in card
+
+
+def test_push_to_hub_uploads_the_final_model_with_its_card(shards, tmp_path, hub, monkeypatch):
+    from hf_hdcid import HDCIDModel
+
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")  # the fake Hub accepts any token
+    out = tmp_path / "pushed"
+    model_dir = pretrain(settings(shards, out, epochs=1, plot=True, push_to_hub=True,
+                                  hub_model_id="hdcid-org/tiny-pretrained"))
+    assert len(hub.commits) == 1
+    paths = hub.commits[0].paths
+    assert {"README.md", "config.json", "model.safetensors", "loss_curves.png", "training_info.json",
+            "modeling_hdcid.py"} <= set(paths)
+    assert not [p for p in paths if p.startswith("checkpoints") or p.endswith(".jsonl")]
+    card = (hub.tree("hdcid-org/tiny-pretrained") / "README.md").read_text()
+    assert 'from_pretrained("hdcid-org/tiny-pretrained"' in card
+    pulled = HDCIDModel.from_pretrained("hdcid-org/tiny-pretrained")  # offline, from the cache the fake filled
+    saved = load_file(model_dir / "model.safetensors")
+    state = pulled.state_dict()
+    assert [k for k, v in state.items() if not torch.equal(v, saved["hdcid." + k])] == []
+
+
+def _lr_of(schedule: str, step: int, warmup: int = 2, total: int = 2 * STEPS_PER_EPOCH, base: float = 4e-4) -> float:
+    """Rate used by optimiser step ``step`` (1-based), computed by hand."""
+    import math
+
+    s = step - 1
+    if schedule == "constant":
+        return base
+    if s < warmup:
+        return base * s / warmup
+    progress = (s - warmup) / (total - warmup)
+    return base * (0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1 - progress)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_lr_schedules_follow_their_formula(shards, tmp_path, schedule):
+    pretrain(settings(shards, tmp_path / schedule, lr_scheduler=schedule, warmup_steps=2, club_steps=0))
+    log = read_log(tmp_path / schedule)
+    assert [r["lr"] for r in log] == pytest.approx([_lr_of(schedule, r["step"]) for r in log], abs=1e-12)
+    assert log[0]["lr"] == 0.0 and log[2]["lr"] == pytest.approx(4e-4)
+
+
+def test_multistep_schedule_halves_the_rate_at_each_milestone_epoch(shards, tmp_path):
+    pretrain(settings(shards, tmp_path / "ms", lr_scheduler="multistep", lr_milestones=[1], lr_gamma=0.5,
+                      club_steps=0))
+    assert [r["lr"] for r in read_log(tmp_path / "ms")] == [4e-4] * STEPS_PER_EPOCH + [2e-4] * STEPS_PER_EPOCH
+
+
+def test_per_club_step_encoder_passes_run_the_encoder_club_steps_plus_one_times(shards, tmp_path, monkeypatch):
+    calls = []
+    original = HDCIDForPreTraining.extract_features
+
+    def counting(self, batch, epoch=0):
+        calls.append(torch.is_grad_enabled())
+        return original(self, batch, epoch)
+
+    monkeypatch.setattr(HDCIDForPreTraining, "extract_features", counting)
+    pretrain(settings(shards, tmp_path / "once", epochs=1, club_steps=3))
+    assert calls == [True] * STEPS_PER_EPOCH
+    calls.clear()
+    pretrain(settings(shards, tmp_path / "orig", epochs=1, club_steps=3, encoder_passes="per_club_step"))
+    # per batch: 3 gradient-free passes for the CLUB steps, then the pass of the main loss
+    assert calls == [False, False, False, True] * STEPS_PER_EPOCH
+    a = load_file(tmp_path / "once" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "orig" / "model" / "model.safetensors")
+    assert not torch.equal(a["hdcid.layers.0.codebook.embed"], b["hdcid.layers.0.codebook.embed"])
+
+
+# mid epoch 0, epoch boundary, mid epoch 1 (both layers); the scheduler state is resumed too
+@pytest.mark.parametrize("stop_at,schedule", [(4, "constant"), (6, "cosine"), (9, "linear")])
+def test_resume_is_bit_identical_to_an_uninterrupted_run(shards, tmp_path, stop_at, schedule):
+    run = dict(lr_scheduler=schedule, warmup_steps=3)
+    full = pretrain(settings(shards, tmp_path / "a", **run))
+    pretrain(settings(shards, tmp_path / "b", max_steps=stop_at, **run))
     assert list_checkpoints(tmp_path / "b")[-1].name == f"step_{stop_at:07d}"
-    resumed = pretrain(settings(shards, tmp_path / "b", resume_from_checkpoint="latest"))
+    resumed = pretrain(settings(shards, tmp_path / "b", resume_from_checkpoint="latest", **run))
 
     a, b = load_file(full / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert sorted(a) == sorted(b)
@@ -120,7 +212,8 @@ def test_clip_groups_cover_every_parameter_once():
     assert {id(p) for _, params, club in groups if club for p in params} == {id(p) for p in model.club_parameters()}
 
 
-def test_bad_settings_fail_before_training(shards, tmp_path):
+def test_bad_settings_fail_before_training(shards, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)  # conftest isolates HF_HOME: no stored token either
     config_file = tmp_path / "run.json"
     config_file.write_text(json.dumps({"data": str(shards), "epochs": 1, "batch_szie": 4}))
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['batch_szie'\]"):
@@ -142,6 +235,20 @@ def test_bad_settings_fail_before_training(shards, tmp_path):
 
     with pytest.raises(ValueError, match=r"model_config: invalid HDCIDConfig"):
         pretrain(settings(shards, tmp_path / "bad_model", model_config={"no_such_option": 1}))
+
+    for bad, message in ((dict(lr_scheduler="step"), "lr_scheduler: expected one of"),
+                         (dict(encoder_passes=6), "encoder_passes: expected one of"),
+                         (dict(lr_gamma=2.0), r"lr_gamma: expected a number in \(0, 1\]"),
+                         (dict(push_to_hub=True), "hub_model_id: expected ORG/NAME")):
+        with pytest.raises(ValueError, match=message):
+            settings(shards, tmp_path / "x", **bad)
+    for bad, message in ((dict(report_to="no_such_tracker"), "report_to: expected"),
+                         (dict(push_to_hub=True, hub_model_id="not a repo"), "hub_model_id: expected ORG/NAME"),
+                         (dict(push_to_hub=True, hub_model_id="org/name"), "no Hugging Face token found")):
+        out = tmp_path / "never"
+        with pytest.raises(PretrainConfigError, match=message):
+            pretrain(settings(shards, out, **bad))
+        assert not out.exists()  # nothing written, no step run
 
 
 def test_modalities_missing_from_the_shards_fail_before_training(tmp_path):
@@ -168,6 +275,17 @@ def test_script_reads_a_json_config_and_rejects_unknown_keys(shards, tmp_path, c
     config_file.write_text(json.dumps({"data": str(shards), "lr_main": 1e-3}))
     assert script.main(["--config", str(config_file)]) == 2
     assert "unknown key(s) ['lr_main']" in capsys.readouterr().err
+
+    # the underscore spelling of transformers' example scripts is accepted too
+    cfg = script.config_from_args(script.build_parser().parse_args(
+        ["--data", str(shards), "--resume_from_checkpoint", "latest", "--lr_scheduler", "cosine",
+         "--warmup_steps", "5", "--push_to_hub", "--hub_model_id", "org/name", "--report-to", "tensorboard,wandb"]))
+    assert (cfg.resume_from_checkpoint, cfg.lr_scheduler, cfg.warmup_steps, cfg.push_to_hub, cfg.hub_model_id,
+            cfg.report_to) == ("latest", "cosine", 5, True, "org/name", ["tensorboard", "wandb"])
+    # settings that fail inside pretrain (before training) also exit 2 with one line
+    assert script.main(["--data", str(shards), "--output-dir", str(tmp_path / "o2"), "--batch-size", "999",
+                        "--no-progress"]) == 2
+    assert "batch_size: 999 x 1 process(es)" in capsys.readouterr().err
 
 
 def _free_port() -> int:

@@ -43,6 +43,44 @@ def test_pretraining_step_equals_the_documented_sequence():
         assert not torch.equal(after[key], before[key]), key  # codebooks, CLUB and main parameters moved
 
 
+def test_per_club_step_passes_equal_the_original_schedule():
+    """encoder_passes="per_club_step": a fresh train-mode encoder pass (EMA update, dropout) before every
+    CLUB step and one more for the main loss, as the original's mi_first_forward / mi_second_forward."""
+    cfg, model, main_opt, club_opt = _setup()
+    batch = make_batch(cfg)
+    torch.manual_seed(1)
+    out = pretraining_step(model, batch, 0, main_opt, club_opt, club_steps=2, encoder_passes="per_club_step")
+
+    cfg, ref, ref_main, ref_club = _setup()
+    torch.manual_seed(1)
+    for _ in range(2):
+        with torch.no_grad():
+            feats = ref.extract_features(batch, 0)
+        ref_club.zero_grad()
+        ref.club_loss(feats).backward()
+        ref_club.step()
+    feats = ref.extract_features(batch, 0)
+    ref_out = ref.compute_losses(batch, 0, features=feats)
+    ref_main.zero_grad()
+    ref_out.loss.backward()
+    ref_main.step()
+    assert torch.equal(out.loss, ref_out.loss)
+    for k, v in ref.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+    # three codebook updates: the dead-code counters advanced three times (once per pass)
+    cfg, once, m2, c2 = _setup()
+    pretraining_step(once, batch, 0, m2, c2, club_steps=2)
+    assert int(once.hdcid.layers[0].codebook.unused_steps.max()) == 0  # -1 -> 0 for a code never used
+    assert int(model.hdcid.layers[0].codebook.unused_steps.max()) == 2  # -1 -> 0 -> 1 -> 2
+
+
+def test_pretraining_step_rejects_bad_encoder_passes():
+    cfg, model, main_opt, club_opt = _setup()
+    with pytest.raises(ValueError, match=r"encoder_passes: expected one of \('once', 'per_club_step'\), got 'twice'"):
+        pretraining_step(model, make_batch(cfg), 0, main_opt, club_opt, encoder_passes="twice")
+
+
 def test_pretraining_step_rejects_negative_club_steps():
     cfg, model, main_opt, club_opt = _setup()
     with pytest.raises(ValueError, match="club_steps: expected an int >= 0, got -1"):

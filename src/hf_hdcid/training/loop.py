@@ -36,6 +36,18 @@ Design choices:
   ``trainer_state.json`` with the counters) are written under a temporary name and renamed once
   complete, every ``save_every_steps`` optimiser steps, at the end of every epoch and when
   ``max_steps`` stops the run.
+* **Encoder passes**: ``encoder_passes="once"`` (default) runs the encoder once per batch and the CLUB
+  steps reuse its detached outputs; ``"per_club_step"`` reproduces the original's 6 passes per batch
+  (see :mod:`hf_hdcid.training.step`).
+* **Learning rate**: the main optimiser follows ``lr_scheduler`` (:mod:`hf_hdcid.training.schedule`),
+  stepped once per optimiser step (the Accelerator is built with ``step_scheduler_with_optimizer=False``:
+  its default would step the scheduler once per *process* per step); the CLUB optimiser is constant.
+* **Logging**: one JSONL line per ``log_every`` steps (means over processes), the same scalars to the
+  Accelerate trackers of ``report_to`` (TensorBoard in ``output_dir/tensorboard`` when installed), a
+  tqdm bar on the main process, and ``loss_curves.png`` at the end.
+* **Outputs** (main process): ``output_dir/model`` = ``save_pretrained`` folder with the TOC channels,
+  ``training_info.json`` (settings, data, counters, final metrics), ``loss_curves.png`` and the model
+  card ``README.md``; with ``push_to_hub`` that folder is uploaded to ``hub_model_id`` in one commit.
 """
 
 from __future__ import annotations
@@ -53,16 +65,27 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .schedule import LR_SCHEDULERS, build_lr_scheduler
+from .step import ENCODER_PASSES
+
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "step_"
 TMP_PREFIX = ".tmp_"
 STATE_FILE = "trainer_state.json"
 MODEL_STATE_FILE = "model_state.safetensors"
 LOG_FILE = "train_log.jsonl"
+TRAINING_INFO_FILE = "training_info.json"
+LOSS_PLOT_FILE = "loss_curves.png"
+TRACKER_DIR = "tensorboard"
 PRESETS = ("tiny", "hdcid", "dcid", "original_hdcid", "original_dcid")
 MIXED_PRECISION = ("no", "bf16")
 # HDCIDConfig fields filled from the shard manifest unless given in model_config
 DATA_FIELDS = ("num_frames", "audio_feature_dim", "video_feature_dim", "video_spatial_size", "text_feature_dim")
+
+
+class PretrainConfigError(ValueError):
+    """A setting that cannot work (bad value, data, output folder, Hub settings); raised by
+    :func:`pretrain` before any training step."""
 
 
 def _is_int(value) -> bool:
@@ -88,6 +111,14 @@ class PretrainConfig:
     toc_channels: TOC channels per layer at the end (None: hidden_size // 2; 0: no TOC).
     save_rank_states: each process also writes its final ``state_dict`` to
         ``output_dir/rank_states/rank{r}.pt`` (for checking that ranks agree).
+    encoder_passes: "once" (default) or "per_club_step" (the original's club_steps + 1 passes per batch).
+    lr_scheduler: one of ``LR_SCHEDULERS`` (:mod:`hf_hdcid.training.schedule`), with warmup_steps
+        (constant_with_warmup / linear / cosine) or lr_milestones (epochs) and lr_gamma (multistep).
+    report_to: Accelerate trackers besides the JSONL log: "auto" (TensorBoard when installed), "none",
+        or a tracker name / list of names ("tensorboard", "wandb", ...; must be installed).
+    plot: write ``loss_curves.png`` (output_dir and the model folder) at the end.
+    push_to_hub / hub_model_id / hub_private: upload the final model folder (weights, config, remote
+        code, card, figures) to the Hub repo ``hub_model_id`` (checked, with the token, before training).
     """
 
     data: str | None = None
@@ -112,6 +143,16 @@ class PretrainConfig:
     num_workers: int = 0
     progress: bool = True
     save_rank_states: bool = False
+    encoder_passes: str = "once"
+    lr_scheduler: str = "constant"
+    warmup_steps: int = 0
+    lr_milestones: list = field(default_factory=lambda: [10, 20, 30])
+    lr_gamma: float = 0.5
+    report_to: str | list = "auto"
+    plot: bool = True
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    hub_private: bool = False
 
     def __post_init__(self):
         if self.data is not None:
@@ -155,6 +196,25 @@ class PretrainConfig:
             fail("split", "a non-empty string")
         if not self.output_dir:
             fail("output_dir", "a folder path")
+        if self.encoder_passes not in ENCODER_PASSES:
+            fail("encoder_passes", f"one of {ENCODER_PASSES}")
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            fail("lr_scheduler", f"one of {LR_SCHEDULERS}")
+        if not _is_int(self.warmup_steps) or self.warmup_steps < 0:
+            fail("warmup_steps", "an int >= 0")
+        if (not isinstance(self.lr_milestones, (list, tuple))
+                or not all(_is_int(m) and m >= 1 for m in self.lr_milestones)):
+            fail("lr_milestones", "a list of epoch numbers >= 1")
+        if isinstance(self.lr_gamma, bool) or not isinstance(self.lr_gamma, (int, float)) or not 0 < self.lr_gamma <= 1:
+            fail("lr_gamma", "a number in (0, 1]")
+        trackers = [self.report_to] if isinstance(self.report_to, str) else self.report_to
+        if not isinstance(trackers, (list, tuple)) or not trackers or not all(isinstance(t, str) and t for t in trackers):
+            fail("report_to", '"auto", "none", a tracker name or a list of tracker names')
+        for name in ("plot", "push_to_hub", "hub_private", "progress", "save_rank_states"):
+            if not isinstance(getattr(self, name), bool):
+                fail(name, "true or false")
+        if self.push_to_hub and not (isinstance(self.hub_model_id, str) and self.hub_model_id):
+            fail("hub_model_id", "ORG/NAME (push_to_hub is set)")
 
     # ------------------------------------------------------------------ (de)serialisation
     @classmethod
@@ -296,6 +356,61 @@ def resolve_checkpoint(cfg: PretrainConfig) -> Path | None:
     return path
 
 
+def resolve_trackers(report_to) -> list[str]:
+    """Tracker names for ``Accelerator(log_with=...)``; ValueError for an unknown or uninstalled one."""
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS
+    from accelerate.utils import is_tensorboard_available
+
+    names = [report_to] if isinstance(report_to, str) else list(report_to)
+    if names == ["none"]:
+        return []
+    if names == ["auto"]:
+        return ["tensorboard"] if is_tensorboard_available() else []
+    unknown = [n for n in names if n not in LOGGER_TYPE_TO_CLASS]
+    if unknown:
+        raise ValueError(f"report_to: expected \"auto\", \"none\" or tracker names from {sorted(LOGGER_TYPE_TO_CLASS)}, "
+                         f"got {unknown}")
+    missing = [n for n in names if not _tracker_available(n)]
+    if missing:
+        raise ValueError(f"report_to: tracker(s) {missing} requested but not installed "
+                         f"(pip install {' '.join(missing)}, or report_to=\"none\")")
+    return names
+
+
+def _tracker_available(name: str) -> bool:
+    from accelerate import utils
+
+    check = getattr(utils, f"is_{name}_available", None)
+    return bool(check()) if check is not None else True
+
+
+def check_hub_settings(cfg: PretrainConfig) -> None:
+    """Before training: a valid ``hub_model_id`` and a token, when ``push_to_hub`` is set."""
+    if not cfg.push_to_hub:
+        return
+    from huggingface_hub import get_token
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(cfg.hub_model_id)
+        if cfg.hub_model_id.count("/") != 1:
+            raise HFValidationError("no namespace")
+    except HFValidationError as err:
+        raise ValueError(f"hub_model_id: expected ORG/NAME (a valid Hub repo id), got {cfg.hub_model_id!r}: {err}") \
+            from err
+    if get_token() is None:
+        raise ValueError("push_to_hub: no Hugging Face token found; run `hf auth login` or set HF_TOKEN "
+                         "(or drop push_to_hub)")
+
+
+def _tracker_config(cfg: PretrainConfig) -> dict:
+    """The settings as the flat scalar dict trackers accept (nested values as JSON strings)."""
+    flat = {}
+    for key, value in cfg.to_dict().items():
+        flat[key] = value if isinstance(value, (int, float, str, bool)) else json.dumps(value)
+    return flat
+
+
 def use_cpu() -> bool:
     """``cpu=`` for Accelerator / PartialState: True without an accelerator. Needed for several CPU
     processes: ``accelerate launch --multi_gpu`` (torchrun) on a CPU-only machine gives MULTI_CPU (gloo)
@@ -324,29 +439,35 @@ def pretrain(cfg: PretrainConfig) -> Path:
     from ..modeling import HDCIDForPreTraining
 
     if not isinstance(cfg, PretrainConfig):
-        raise ValueError(f"cfg: expected a PretrainConfig, got {type(cfg).__name__}")
-    cfg.validate()
-    if cfg.data is None:
-        raise ValueError("data: expected the path of a shard folder, got None")
-    data_path = Path(cfg.data)
-    output_dir = Path(cfg.output_dir)
-
-    accelerator = Accelerator(cpu=use_cpu(), mixed_precision=cfg.mixed_precision,
-                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
-                                                                        data_seed=cfg.seed))
-    world = accelerator.num_processes
-
+        raise PretrainConfigError(f"cfg: expected a PretrainConfig, got {type(cfg).__name__}")
     # ---------------------------------------------------------------- validation before training
-    model_config = build_model_config(cfg, data_path)
-    dataset, collate = load_shards(data_path, model_config, split=cfg.split)
-    global_batch = cfg.batch_size * world
-    if global_batch > len(dataset):
-        raise ValueError(f"batch_size: {cfg.batch_size} x {world} process(es) = {global_batch} is larger than the "
-                         f"{len(dataset)} clips of split {cfg.split!r} in {data_path} (no full batch to train on)")
-    if accelerator.is_main_process:
-        check_output_dir(output_dir)
-    accelerator.wait_for_everyone()
-    checkpoint = resolve_checkpoint(cfg)
+    try:
+        cfg.validate()
+        if cfg.data is None:
+            raise ValueError("data: expected the path of a shard folder, got None")
+        data_path = Path(cfg.data)
+        output_dir = Path(cfg.output_dir)
+        trackers = resolve_trackers(cfg.report_to)
+        check_hub_settings(cfg)
+        accelerator = Accelerator(cpu=use_cpu(), mixed_precision=cfg.mixed_precision,
+                                  dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
+                                                                            data_seed=cfg.seed),
+                                  step_scheduler_with_optimizer=False,  # we step it once per optimiser step
+                                  log_with=trackers or None, project_dir=str(output_dir))
+        world = accelerator.num_processes
+        model_config = build_model_config(cfg, data_path)
+        dataset, collate = load_shards(data_path, model_config, split=cfg.split)
+        global_batch = cfg.batch_size * world
+        if global_batch > len(dataset):
+            raise ValueError(f"batch_size: {cfg.batch_size} x {world} process(es) = {global_batch} is larger than "
+                             f"the {len(dataset)} clips of split {cfg.split!r} in {data_path} (no full batch to "
+                             "train on)")
+        check_output_dir(output_dir)  # every process: each must be able to write (and none waits on a failed one)
+        checkpoint = resolve_checkpoint(cfg)
+    except PretrainConfigError:
+        raise
+    except (ValueError, FileNotFoundError) as err:
+        raise PretrainConfigError(str(err)) from err
 
     # ---------------------------------------------------------------- model, optimisers, data
     set_seed(cfg.seed)
@@ -358,15 +479,18 @@ def pretrain(cfg: PretrainConfig) -> Path:
                              generator=torch.Generator().manual_seed(cfg.seed), num_workers=cfg.num_workers)
     # the model is deliberately NOT prepared (no DDP wrapper: see the module docstring)
     main_opt, club_opt, loader = accelerator.prepare(main_opt, club_opt, loader)
+    batches_per_epoch = len(loader)  # per process
+    steps_per_epoch = batches_per_epoch // cfg.gradient_accumulation_steps
+    if steps_per_epoch < 1:
+        raise PretrainConfigError(f"gradient_accumulation_steps: {cfg.gradient_accumulation_steps} micro-batches per step but "
+                         f"only {batches_per_epoch} batches per epoch and process")
+    scheduler = accelerator.prepare_scheduler(build_lr_scheduler(
+        main_opt, cfg.lr_scheduler, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
+        warmup_steps=cfg.warmup_steps, milestones_epochs=cfg.lr_milestones, gamma=cfg.lr_gamma))
     # the model's state (codebook buffers included) is checkpointed by us as safetensors:
     # accelerate's register_for_checkpointing would pickle it and load it with weights_only=False
     groups = clip_groups(model)
 
-    batches_per_epoch = len(loader)
-    steps_per_epoch = batches_per_epoch // cfg.gradient_accumulation_steps
-    if steps_per_epoch < 1:
-        raise ValueError(f"gradient_accumulation_steps: {cfg.gradient_accumulation_steps} micro-batches per step but "
-                         f"only {batches_per_epoch} batches per epoch and process")
     total_steps = steps_per_epoch * cfg.epochs
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
@@ -396,6 +520,8 @@ def pretrain(cfg: PretrainConfig) -> Path:
                     pass
         log_path.write_text("".join(line + "\n" for line in kept))
     accelerator.wait_for_everyone()
+    if trackers:
+        accelerator.init_trackers(TRACKER_DIR, config=_tracker_config(cfg))
 
     last_saved = state["global_step"] if checkpoint is not None else -1
 
@@ -426,6 +552,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
         progress = tqdm(total=total_steps, initial=state["global_step"], desc="pretrain", dynamic_ncols=True)
 
     autocast = accelerator.autocast
+    train_start = time.perf_counter()
     step = state["global_step"]
     start_epoch = state["epoch"]
     done = step >= total_steps
@@ -443,18 +570,28 @@ def pretrain(cfg: PretrainConfig) -> Path:
         t0 = time.perf_counter()
         for batch_index, batch in enumerate(epoch_loader, start=skip):
             inputs = collate.model_inputs(batch)
-            with autocast():
-                features = model.extract_features(inputs, epoch)
+            reencode = cfg.encoder_passes == "per_club_step"
+            features = None
+            if not reencode:
+                with autocast():
+                    features = model.extract_features(inputs, epoch)
             club_loss = None
             for _ in range(cfg.club_steps):
                 club_opt.zero_grad(set_to_none=True)
                 with autocast():
-                    club_loss = model.club_loss(features)
+                    if reencode:  # the original's schedule: a fresh (gradient-free) encoder pass per CLUB step
+                        with torch.no_grad():
+                            club_features = model.extract_features(inputs, epoch)
+                    else:
+                        club_features = features
+                    club_loss = model.club_loss(club_features)
                 accelerator.backward(club_loss)
                 average_gradients_(club_params, world)
                 clip_(groups, cfg.clip, club=True)
                 club_opt.step()
             with autocast():
+                if features is None:
+                    features = model.extract_features(inputs, epoch)
                 out = model.compute_losses(inputs, epoch, features=features)
             accelerator.backward(out.loss / cfg.gradient_accumulation_steps)
             micro += 1
@@ -465,6 +602,8 @@ def pretrain(cfg: PretrainConfig) -> Path:
             clip_(groups, cfg.clip, club=False)
             main_opt.step()
             main_opt.zero_grad(set_to_none=True)
+            lr_used = main_opt.param_groups[0]["lr"]
+            scheduler.step()
             step += 1
             elapsed = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -483,12 +622,14 @@ def pretrain(cfg: PretrainConfig) -> Path:
                     flat = accelerator.reduce(flat, reduction="mean")
                 record = {"step": step, "epoch": epoch, "batch": batch_index + 1}
                 record.update({k: float(v) for k, v in zip(keys, flat.cpu().tolist())})
-                record["lr"] = main_opt.param_groups[0]["lr"]
+                record["lr"] = lr_used  # the rate of this step's update
                 record["club_lr"] = club_opt.param_groups[0]["lr"]
                 record["samples_per_s"] = global_batch * cfg.gradient_accumulation_steps / max(elapsed, 1e-9)
                 if accelerator.is_main_process:
                     with log_path.open("a") as f:
                         f.write(json.dumps(record) + "\n")
+                if trackers:
+                    accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)
                     if progress is not None:
                         progress.set_postfix(epoch=epoch, loss=f"{record['loss']:.4f}")
             if progress is not None:
@@ -509,6 +650,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
             save_checkpoint(step, epoch + 1, 0)
     if progress is not None:
         progress.close()
+    train_time = time.perf_counter() - train_start
 
     # ---------------------------------------------------------------- final model
     model_dir = output_dir / "model"
@@ -522,9 +664,49 @@ def pretrain(cfg: PretrainConfig) -> Path:
         if num_channels:
             model.compute_toc(num_channels=num_channels)
         model.save_pretrained(model_dir)
+        from .plots import plot_loss_curves, read_log
+
+        records = read_log(log_path)
+        info = {
+            "pretrain_config": cfg.to_dict(),
+            "data": {"path": str(data_path), "split": cfg.split, "num_clips": len(dataset),
+                     "modalities": list(model_config.modalities), "dataset": data_path.name},
+            "num_processes": world, "global_batch_size": global_batch * cfg.gradient_accumulation_steps,
+            "steps": step, "epochs": cfg.epochs, "train_time_s": round(train_time, 3),
+            "final_metrics": records[-1] if records else {},
+            "hf_hdcid_version": _package_version(),
+        }
+        (model_dir / TRAINING_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        if cfg.plot and records:
+            title = f"{'H-DCID' if model_config.num_layers > 1 else 'DCID'} pretraining ({cfg.preset})"
+            plot_loss_curves(log_path, output_dir / LOSS_PLOT_FILE, title=title)
+            shutil.copyfile(output_dir / LOSS_PLOT_FILE, model_dir / LOSS_PLOT_FILE)
+        from ..hub import write_model_card
+
+        write_model_card(model_dir, repo_id=cfg.hub_model_id if cfg.push_to_hub else None)
+        if cfg.push_to_hub:
+            from ..hub import push
+
+            result = push(model_dir, cfg.hub_model_id, private=cfg.hub_private,
+                          commit_message=f"Upload {model_config.num_layers}-layer HDCID pretrained with hf-hdcid "
+                                         f"({step} steps)")
+            accelerator.print(f"pushed {model_dir} to {cfg.hub_model_id}: {result}")
+    # not accelerator.end_training(): it also destroys the process group, and pretrain() is a library
+    # call after which the caller may go on (evaluate, a second run)
+    for tracker in accelerator.trackers:
+        tracker.finish()
     accelerator.wait_for_everyone()
     return model_dir
 
 
-__all__ = ["PretrainConfig", "pretrain", "use_cpu", "build_model_config", "clip_groups", "average_gradients_",
-           "list_checkpoints", "resolve_checkpoint"]
+def _package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("hf-hdcid")
+    except Exception:  # noqa: BLE001 - running from a source tree without installing
+        return "unknown"
+
+
+__all__ = ["PretrainConfig", "PretrainConfigError", "pretrain", "use_cpu", "build_model_config", "clip_groups", "average_gradients_",
+           "list_checkpoints", "resolve_checkpoint", "resolve_trackers", "check_hub_settings"]

@@ -1,4 +1,4 @@
-"""One H-DCID pretraining step: one encoder pass, the CLUB steps, the loss of eq. 14."""
+"""One H-DCID pretraining step: the encoder pass(es), the CLUB steps, the loss of eq. 14."""
 
 from __future__ import annotations
 
@@ -6,19 +6,40 @@ import torch
 
 from ..modeling import HDCIDForPreTraining, HDCIDPreTrainingOutput
 
+#: ``"once"``: one encoder pass per step, the CLUB steps reuse its detached outputs (default, ~6x less
+#: encoder work). ``"per_club_step"``: the original code's schedule (``pretrain_ml.train_epoch``): every
+#: CLUB step re-runs the encoder in training mode (EMA update and dead-code counting included), then a
+#: last pass feeds the main loss: ``club_steps + 1`` encoder passes and codebook updates per batch.
+ENCODER_PASSES = ("once", "per_club_step")
+
+
+def check_encoder_passes(encoder_passes: str) -> None:
+    if encoder_passes not in ENCODER_PASSES:
+        raise ValueError(f"encoder_passes: expected one of {ENCODER_PASSES}, got {encoder_passes!r}")
+
 
 def pretraining_step(model: HDCIDForPreTraining, batch: dict, epoch: int, main_optimizer: torch.optim.Optimizer,
-                     club_optimizer: torch.optim.Optimizer, club_steps: int = 5) -> HDCIDPreTrainingOutput:
+                     club_optimizer: torch.optim.Optimizer, club_steps: int = 5,
+                     encoder_passes: str = "once") -> HDCIDPreTrainingOutput:
     """Encoder pass with the EMA codebook update, ``club_steps`` updates of the CLUB networks on the
-    detached features (the original re-ran the encoder for each), then one update of everything else
-    on the loss of eq. 14. Returns the output of :meth:`HDCIDForPreTraining.compute_losses`."""
-    if club_steps < 0:
+    detached features, then one update of everything else on the loss of eq. 14. With
+    ``encoder_passes="per_club_step"`` every CLUB step gets its own encoder pass (no gradient is kept
+    for it) as in the original code. Returns the output of :meth:`HDCIDForPreTraining.compute_losses`."""
+    if isinstance(club_steps, bool) or not isinstance(club_steps, int) or club_steps < 0:
         raise ValueError(f"club_steps: expected an int >= 0, got {club_steps}")
-    features = model.extract_features(batch, epoch)
+    check_encoder_passes(encoder_passes)
+    features = None if encoder_passes == "per_club_step" else model.extract_features(batch, epoch)
     for _ in range(club_steps):
+        if encoder_passes == "per_club_step":
+            with torch.no_grad():
+                club_features = model.extract_features(batch, epoch)
+        else:
+            club_features = features
         club_optimizer.zero_grad()
-        model.club_loss(features).backward()
+        model.club_loss(club_features).backward()
         club_optimizer.step()
+    if features is None:
+        features = model.extract_features(batch, epoch)
     out = model.compute_losses(batch, epoch, features=features)
     main_optimizer.zero_grad()
     out.loss.backward()
