@@ -21,7 +21,6 @@ import json
 import math
 import os
 import re
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -135,10 +134,10 @@ def upload_files(model_dir: str | os.PathLike) -> list[str]:
 
 def _safetensors_shapes(path: Path) -> dict:
     """Tensor name -> (dtype, shape) from a safetensors header (read without loading any tensor)."""
-    with path.open("rb") as f:
-        (size,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(size))
-    return {k: (v["dtype"], v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return {k: (f.get_slice(k).get_dtype(), f.get_slice(k).get_shape()) for k in f.keys()}
 
 
 def _load_config(folder: Path):
