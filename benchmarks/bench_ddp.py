@@ -6,7 +6,7 @@ threads) at batch B and at batch 2B, and two processes (``accelerate launch --mu
 --num_processes 2``, 1 thread each, batch B per process, so 2B per optimiser step). The figure is
 the median over steps (the first ``--skip`` steps dropped) of the logged ``samples_per_s`` (global
 samples per optimiser-step wall time), plus the peak RSS of the largest process of the run
-(``RUSAGE_CHILDREN``). Prints one JSON line per run and a summary line.
+(``RUSAGE_CHILDREN`` of a wrapper process per run). Prints one JSON line per run and a summary line.
 
     python benchmarks/bench_ddp.py --preset tiny --batch-size 16 --steps 40
     python benchmarks/bench_ddp.py --preset hdcid --batch-size 4 --steps 6 --skip 1
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import socket
 import statistics
 import subprocess
@@ -67,15 +66,19 @@ def run(kind: str, data: Path, out: Path, preset: str, batch: int, steps: int, s
         command = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2",
                    "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                    "--main_process_port", str(_port())] + script
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    # a fresh wrapper process per run, so that RUSAGE_CHILDREN (the largest descendant) is this run's
+    wrapper = ("import json, resource, subprocess, sys; rc = subprocess.run(json.loads(sys.argv[1])).returncode; "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", wrapper, json.dumps(command)], env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{kind} failed:\n{done.stderr[-3000:]}")
+    peak_kb = int(done.stdout.strip().splitlines()[-1])
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     rates = [r["samples_per_s"] for r in log[skip:]]
     return {"run": kind, "preset": preset, "batch_per_process": batch,
             "global_batch": batch * (2 if kind == "2proc" else 1), "steps_timed": len(rates),
             "samples_per_s_median": round(statistics.median(rates), 3),
-            "peak_rss_mb_max_process": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
+            "peak_rss_mb_max_process": round(peak_kb / 1024, 1)}
 
 
 def main() -> None:
@@ -90,7 +93,6 @@ def main() -> None:
         clips = max(4 * args.batch_size * 2, 64)
         data = write_random_shards(tmp / "data", "hdcid" if args.preset == "dcid" else args.preset, clips)
         rows = []
-        # RUSAGE_CHILDREN is a running maximum: the order goes from the smallest expected peak upwards
         for kind, batch in (("2proc", args.batch_size), ("1proc", args.batch_size), ("1proc", 2 * args.batch_size)):
             row = run(kind, data, tmp / f"{kind}_{batch}", args.preset, batch, args.steps, args.skip)
             print(json.dumps(row), flush=True)

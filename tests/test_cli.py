@@ -25,12 +25,13 @@ def test_demo_runs_the_pipeline_end_to_end(tmp_path):
     assert [m["num_layers"] for m in results["models"]] == [1, 2]
     for name, layers in (("dcid", 1), ("hdcid", 2)):
         model = demo / name / "model"
-        for f in ("model.safetensors", "config.json", "toc_cosine.png", "loss_curves.png", "README.md",
-                  "training_info.json", "eval_results.json"):
+        for f in ("model.safetensors", "config.json", "toc_cosine.png", "loss_curves.png", "results.png",
+                  "README.md", "training_info.json", "eval_results.json"):
             assert (model / f).is_file(), (name, f)
         assert len(json.loads((model / "config.json").read_text())["toc_channels"]) == layers
         card = (model / "README.md").read_text()
-        assert "toc_cosine.png" in card and "model-index" in card
+        assert "toc_cosine.png" in card and "results.png" in card and "model-index" in card
+        assert "Trained on synthetic features" in card
         assert [r["step"] for r in map(json.loads, (demo / name / "train_log.jsonl").read_text().splitlines())][-1] \
             == 3 * (512 // 16)
     row = results["models"][1]
