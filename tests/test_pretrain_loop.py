@@ -124,6 +124,20 @@ def test_push_to_hub_uploads_the_final_model_with_its_card(shards, tmp_path, hub
     assert [k for k, v in state.items() if not torch.equal(v, saved["hdcid." + k])] == []
 
 
+def test_bf16_mixed_precision_keeps_fp32_weights_and_codebooks(shards, tmp_path):
+    model_dir = pretrain(settings(shards, tmp_path / "bf16", epochs=1, mixed_precision="bf16"))
+    log = read_log(tmp_path / "bf16")
+    assert len(log) == STEPS_PER_EPOCH and all(r["loss"] == r["loss"] for r in log)  # finite, logged
+    saved = load_file(model_dir / "model.safetensors")
+    assert {v.dtype for v in saved.values() if v.is_floating_point()} == {torch.float32}
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)  # accelerate keeps one precision per process
+    fp32 = load_file(pretrain(settings(shards, tmp_path / "fp32", epochs=1)) / "model.safetensors")
+    key = "hdcid.layers.0.codebook.embed"  # autocast really changed the arithmetic
+    assert not torch.equal(saved[key], fp32[key])
+
+
 def _lr_of(schedule: str, step: int, warmup: int = 2, total: int = 2 * STEPS_PER_EPOCH, base: float = 4e-4) -> float:
     """Rate used by optimiser step ``step`` (1-based), computed by hand."""
     import math

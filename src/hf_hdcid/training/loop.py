@@ -111,6 +111,9 @@ class PretrainConfig:
     toc_channels: TOC channels per layer at the end (None: hidden_size // 2; 0: no TOC).
     save_rank_states: each process also writes its final ``state_dict`` to
         ``output_dir/rank_states/rank{r}.pt`` (for checking that ranks agree).
+    mixed_precision: "no" or "bf16" (autocast through Accelerate; codebooks, weights and optimiser
+        states stay fp32). fp16 is not offered: it needs loss scaling, which the hand-averaged and
+        per-module-clipped gradients would have to unscale first; bf16 needs none.
     encoder_passes: "once" (default) or "per_club_step" (the original's club_steps + 1 passes per batch).
     lr_scheduler: one of ``LR_SCHEDULERS`` (:mod:`hf_hdcid.training.schedule`), with warmup_steps
         (constant_with_warmup / linear / cosine) or lr_milestones (epochs) and lr_gamma (multistep).
