@@ -51,6 +51,7 @@ _PRESET_ORIGINAL = dict(
     cpc_softmax_over="predictions",
     club_estimator="sampled",
     club_input="quantized",
+    club_min_estimate=None,
     detach_reconstruction_targets=False,
     update_upper_codebooks_before_warm_start=True,
 )
@@ -142,6 +143,14 @@ class HDCIDConfig(PretrainedConfig):
             the paper's eq. 12 (all N negatives, per time step).
         club_input (str): what CLUB conditions on: ``"quantized"`` (original, straight-through codes)
             or ``"semantic"`` (the paper's continuous modality-general feature).
+        club_min_estimate (float or None): the MI term of eq. 14 is ``max(CLUB estimate, value)``.
+            0.0 (default; in neither the paper nor the original code, which use the raw estimate, None):
+            the sampled CLUB estimate is unbounded below (squared errors of the unnormalised
+            modality-specific features, a log-variance bounded by tanh), and minimising it lets the
+            encoders scale those features up until it diverges: measured on the synthetic demo, a tiny
+            DCID's video term reached -1.9e10 after 16 epochs at lr 1e-3 while its CLUB net's loss
+            grew to 4e13. True mutual information is never negative, so a negative estimate carries no
+            signal worth following; with the clamp that run stays bounded.
         detach_reconstruction_targets (bool): stop gradients through reconstruction targets that are
             themselves trainable (the text BiLSTM output, layer-k>1 inputs). The original does not
             (False, default). Detaching removes the pull of the targets towards the decoder's output,
@@ -209,6 +218,7 @@ class HDCIDConfig(PretrainedConfig):
         club_hidden_size: int = 256,
         club_estimator: str = "sampled",
         club_input: str = "quantized",
+        club_min_estimate: float | None = 0.0,
         detach_reconstruction_targets: bool = False,
         warm_start_epoch: int = 3,
         upper_layer_loss_weight: float = 0.3,
@@ -266,6 +276,7 @@ class HDCIDConfig(PretrainedConfig):
         self.club_hidden_size = club_hidden_size
         self.club_estimator = club_estimator
         self.club_input = club_input
+        self.club_min_estimate = club_min_estimate
         self.detach_reconstruction_targets = detach_reconstruction_targets
         self.warm_start_epoch = warm_start_epoch
         self.upper_layer_loss_weight = upper_layer_loss_weight
@@ -422,6 +433,10 @@ class HDCIDConfig(PretrainedConfig):
         choice("cpc_softmax_over", ("predictions", "targets"))
         choice("club_estimator", ("sampled", "full"))
         choice("club_input", ("quantized", "semantic"))
+        if self.club_min_estimate is not None and (
+                isinstance(self.club_min_estimate, bool) or not isinstance(self.club_min_estimate, (int, float))
+                or not math.isfinite(self.club_min_estimate)):
+            _fail("club_min_estimate", "None or a finite number", self.club_min_estimate)
         for name in ("sync_codebook", "use_cmcm", "detach_reconstruction_targets",
                      "update_upper_codebooks_before_warm_start", "check_finite_inputs"):
             if not isinstance(getattr(self, name), bool):

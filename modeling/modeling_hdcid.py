@@ -575,7 +575,8 @@ class HDCIDForPreTraining(HDCIDPreTrainedModel):
                        features: HDCIDPreTrainingFeatures | None = None) -> HDCIDPreTrainingOutput:
         """Every named term of eq. 14 per layer and the total with the warm start.
 
-        L_k = sum_m (recon_{m,k} + commit_{m,k} + mi_{m,k}) + cpc_k + cmcm_k;
+        L_k = sum_m (recon_{m,k} + commit_{m,k} + mi_{m,k}) + cpc_k + cmcm_k, with
+        mi_{m,k} = max(CLUB estimate, ``club_min_estimate``) (the raw estimate when it is None);
         loss = L_1 + upper_layer_loss_weight * sum_{k>1} L_k (k > 1 only from ``warm_start_epoch``).
         """
         if features is None:
@@ -588,6 +589,10 @@ class HDCIDForPreTraining(HDCIDPreTrainedModel):
         losses, diagnostics, total = {}, {}, None
         mi = {(k, m): self.club[k][m].mi_upper_bound(x.to(self.dtype), y, cfg.club_estimator)
               for k, m, x, y in self.club_pairs(features)}
+        if cfg.club_min_estimate is not None:  # the raw estimates stay in the diagnostics
+            for (k, m), value in mi.items():
+                diagnostics[f"mi_estimate/{m}/layer{k + 1}"] = value.detach()
+            mi = {key: value.clamp_min(cfg.club_min_estimate) for key, value in mi.items()}
         for k, lf in enumerate(features.layers):
             tag = f"layer{k + 1}"
             layer_terms = []

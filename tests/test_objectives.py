@@ -158,3 +158,30 @@ def test_cpc_accuracy_counts_samples_whose_own_prediction_wins():
     assert cpc_accuracy(targets, targets).item() == 1.0
     shuffled = targets[torch.tensor([1, 0, 2, 3])]
     assert cpc_accuracy(targets, shuffled).item() == 0.5
+
+
+def test_club_min_estimate_clamps_the_mi_term_and_keeps_the_raw_estimate():
+    from hf_hdcid import HDCIDForPreTraining
+
+    from conftest import make_batch
+
+    cfg = HDCIDConfig.tiny(warm_start_epoch=0)
+    torch.manual_seed(0)
+    model = HDCIDForPreTraining(cfg).eval()
+    batch = make_batch(cfg, batch_size=4)
+    torch.manual_seed(1)
+    clamped = model.compute_losses(batch, 0)
+    raw_terms = {k: v for k, v in clamped.diagnostics.items() if k.startswith("mi_estimate/")}
+    assert len(raw_terms) == 6  # 3 modalities x 2 layers
+    for key, raw in raw_terms.items():
+        assert torch.equal(clamped.losses[key.replace("mi_estimate/", "mi/")], raw.clamp_min(0.0))
+    model.config.club_min_estimate = None
+    torch.manual_seed(1)  # the same negative permutation
+    unclamped = model.compute_losses(batch, 0)
+    assert not any(k.startswith("mi_estimate/") for k in unclamped.diagnostics)
+    for key, raw in raw_terms.items():
+        assert torch.allclose(unclamped.losses[key.replace("mi_estimate/", "mi/")], raw)
+    assert any(float(v) < 0 for v in raw_terms.values())  # the clamp did something here
+    with pytest.raises(ValueError, match="HDCIDConfig.club_min_estimate: expected None or a finite number"):
+        HDCIDConfig.tiny(club_min_estimate=float("-inf"))
+    assert HDCIDConfig.original_hdcid().club_min_estimate is None and HDCIDConfig.hdcid().club_min_estimate == 0.0

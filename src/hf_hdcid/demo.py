@@ -1,7 +1,8 @@
 """``make demo``: the whole pipeline on the embedded synthetic benchmark, DCID and H-DCID side by side.
 
-1. writes the synthetic audio-visual-text benchmark (tiny dimensions, prompts embedded by the offline
-   MiniLM BERT) as feature shards;
+1. writes the synthetic audio-visual-text benchmark (tiny dimensions, 10 event classes: the tiny
+   preset's codebook has 24 codes, too few to separate the 28 AVE classes; prompts embedded by the
+   offline MiniLM BERT) as feature shards: unlabelled pretraining clips, labelled train / test clips;
 2. pretrains a tiny DCID (1 layer) and a tiny H-DCID (2 layers, layer 2 warm-started) with the
    Accelerate loop of ``scripts/pretrain.py`` (:func:`hf_hdcid.training.pretrain`): checkpoints, JSONL
    and TensorBoard logs, loss curves, TOC channels, a ``save_pretrained`` folder with its model card;
@@ -9,8 +10,11 @@
 4. reloads each encoder with ``AutoModel`` and measures on the labelled test split how often audio and
    video (and text) of the same second get the same code (chance is about 1 / codebook size), next to
    the same encoder untrained;
-5. writes ``results.md`` (the table printed at the end) and ``demo_results.json``, and refreshes each
-   model card with the results.
+5. runs the cross-modal generalisation benchmarks (:mod:`hf_hdcid.downstream`, heldout protocol):
+   synthetic AVE-style classification and AVVP-style localisation, V->A and A->V, each model with and
+   without TOC, next to an untrained H-DCID encoder as the floor;
+6. writes ``results.md`` (the tables printed at the end), ``results.png`` and ``demo_results.json``,
+   and refreshes each model card with its results (table + ``model-index``) and figures.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from pathlib import Path
 
 import torch
 
-from . import HDCIDConfig
+from . import HDCIDConfig, HDCIDForPreTraining
 
 VARIANTS = (("dcid", 1), ("hdcid", 2))
+NUM_CLASSES = 10
+TASKS = ("synthetic_ave", "synthetic_avvp")
 
 
 def code_agreement(encoder, batch: dict, a: str = "audio", b: str = "video") -> list[float]:
@@ -57,53 +63,17 @@ def results_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_agreement(row: dict, path: Path, chance: float) -> Path:
-    """Bar chart of the code agreement per modality pair and layer, trained vs untrained encoder."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels, trained, untrained = [], [], []
-    for pair, values in row["agreement"].items():
-        for k, value in enumerate(values):
-            labels.append(f"{pair}\nlayer {k + 1}")
-            trained.append(value)
-            untrained.append(row["untrained_agreement"][pair][k])
-    x = range(len(labels))
-    fig, ax = plt.subplots(figsize=(1.6 * len(labels) + 2, 3.6))
-    ax.bar([i - 0.2 for i in x], trained, width=0.4, label="pretrained")
-    ax.bar([i + 0.2 for i in x], untrained, width=0.4, label="untrained")
-    ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance (1 / codebook size)")
-    ax.set_xticks(list(x), labels, fontsize=8)
-    ax.set_ylabel("same code, same second")
-    ax.set_title(f"{row['name']}: cross-modal code agreement on the synthetic test split", fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
-
-
-def eval_results(row: dict, dataset: str) -> list[dict]:
-    """The demo's measurements as model-card eval results (``hf_hdcid.hub`` format)."""
-    results = []
-    for pair in ("audio-video", "audio-text"):
-        for k, value in enumerate(row["agreement"][pair]):
-            results.append({"task_type": "feature-extraction", "task_name": f"cross-modal code agreement ({pair})",
-                            "dataset_type": dataset, "dataset_name": "hf-hdcid synthetic AVT benchmark",
-                            "dataset_split": "test", "metric_type": "code_agreement",
-                            "metric_name": f"{pair} code agreement, layer {k + 1}", "metric_value": round(value, 4)})
-    return results
-
-
 def run_demo(seed: int = 0, batch_size: int = 16, output_dir: str | os.PathLike = "outputs/demo",
-             epochs: int = 8, pretrain_clips: int = 512, test_clips: int = 128, club_steps: int = 2) -> dict:
+             epochs: int = 16, pretrain_clips: int = 512, labelled_clips: int = 256, club_steps: int = 2,
+             probe_epochs: int | None = None) -> dict:
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
     from .data.shards import load_shards
-    from .data.synthetic import build_synthetic_shards
+    from .data.synthetic import SyntheticSpec, build_synthetic_shards
+    from .downstream import eval_results as downstream_eval_results
+    from .downstream.grid import run_grid
+    from .downstream.report import plot_results
     from .data.text import TextFeatureExtractor, default_offline_text_model
     from .hub import write_model_card
     from .toc import cosine_similarity_summary, plot_cosine_heatmaps
@@ -116,9 +86,12 @@ def run_demo(seed: int = 0, batch_size: int = 16, output_dir: str | os.PathLike 
     extractor = TextFeatureExtractor(default_offline_text_model(), num_tokens=HDCIDConfig.tiny().num_frames,
                                      progress=False)
     data_config = HDCIDConfig.tiny(text_feature_dim=extractor.hidden_size)
-    data_dir = build_synthetic_shards(out / "synthetic_avt", data_config, {"pretrain": pretrain_clips, "test": test_clips},
-                                      seed=seed, text_extractor=extractor, overwrite=True)
-    print(f"1. synthetic benchmark: {pretrain_clips} pretraining + {test_clips} test clips -> {data_dir}")
+    clips = {"pretrain": pretrain_clips, "train": labelled_clips, "test": labelled_clips}
+    data_dir = build_synthetic_shards(out / "synthetic_avt", data_config, clips, seed=seed, text_extractor=extractor,
+                                      spec=SyntheticSpec(num_classes=NUM_CLASSES), overwrite=True)
+    test_clips = labelled_clips
+    print(f"1. synthetic benchmark ({NUM_CLASSES} event classes): {pretrain_clips} pretraining + {labelled_clips} "
+          f"train + {labelled_clips} test clips -> {data_dir}")
 
     warm_start = max(1, epochs // 2)
     rows = []
@@ -174,19 +147,39 @@ def run_demo(seed: int = 0, batch_size: int = 16, output_dir: str | os.PathLike 
                "train_time_s": info["train_time_s"],
                "encoder_parameters": sum(p.numel() for p in encoder.parameters())}
         rows.append(row)
-        results = eval_results(row, dataset="synthetic-avt")
+    # ---------------------------------------------------------------- downstream benchmarks
+    torch.manual_seed(seed)
+    floor_dir = out / "untrained_hdcid"
+    floor = HDCIDForPreTraining(HDCIDConfig.tiny(text_feature_dim=extractor.hidden_size)).eval()
+    floor.compute_toc(num_channels=floor.config.hidden_size // 2)
+    floor.save_pretrained(floor_dir)
+    print(f"5. cross-modal generalisation (heldout protocol: probe trained on one modality's codes, epoch chosen "
+          f"on held-out clips of that modality, tested on the other modality; chance accuracy "
+          f"{1 / NUM_CLASSES:.2f}):")
+    grid = run_grid([r["model_dir"] for r in rows] + [floor_dir], TASKS, data_dir, toc="both", protocol="heldout",
+                    seeds=[seed], epochs=probe_epochs, out_dir=out / "downstream",
+                    model_names=[r["name"] for r in rows] + ["untrained H-DCID"])
+    for row in rows:
+        mine = [r for r in grid["records"] if r["model_name"] == row["name"]]
+        row["downstream"] = [{k: r[k] for k in ("task", "direction", "toc", "main_metric", "score")} for r in mine]
+        model_dir = Path(row["model_dir"])
+        results = downstream_eval_results(mine, dataset_name="hf-hdcid synthetic AVT benchmark (10 classes)")
         (model_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
-        plot_agreement(row, model_dir / "results.png", chance=1 / config.codebook_size)
+        plot_results(mine, model_dir / "results.png", title=f"{row['name']}: cross-modal generalisation "
+                                                             "(synthetic, heldout protocol)")
         write_model_card(model_dir)  # now with the TOC figure, the results and their chart
 
-    table = results_table(rows)
-    (out / "results.md").write_text("# hf-hdcid demo: DCID vs H-DCID on the synthetic AVT benchmark\n\n"
-                                    f"{pretrain_clips} pretraining clips, {epochs} epochs, batch {batch_size}; "
-                                    f"code agreement on {test_clips} test clips (untrained encoder in brackets); "
-                                    f"chance ~ {1 / rows[0]['codebook_size']:.3f}.\n\n" + table)
-    result = {"models": rows, "elapsed_s": round(time.perf_counter() - started, 1)}
+    agreement_table = results_table(rows)
+    (out / "results.md").write_text(
+        "# hf-hdcid demo: DCID vs H-DCID on the synthetic AVT benchmark\n\n"
+        f"{pretrain_clips} pretraining clips ({NUM_CLASSES} event classes), {epochs} epochs, batch {batch_size}.\n\n"
+        "## Cross-modal generalisation\n\n" + grid["table"] + "\n![results](downstream/results.png)\n\n"
+        f"## Codes\n\nCode agreement on {test_clips} test clips (untrained encoder in brackets); chance ~ "
+        f"{1 / rows[0]['codebook_size']:.3f}.\n\n" + agreement_table)
+    result = {"models": rows, "downstream_table": grid["table"], "elapsed_s": round(time.perf_counter() - started, 1)}
     (out / "demo_results.json").write_text(json.dumps(result, indent=2))
-    print(f"5. results ({out / 'results.md'}; model cards in " + ", ".join(r["model_dir"] for r in rows) + "):\n")
-    print(table)
+    print(f"6. results ({out / 'results.md'}; model cards in " + ", ".join(r["model_dir"] for r in rows) + "):\n")
+    print(grid["table"])
+    print(agreement_table)
     print(f"demo finished in {result['elapsed_s']:.0f} s")
     return result
