@@ -92,6 +92,34 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_original(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from .convert_original import convert_original_checkpoint, save_converted
+
+    out = Path(args.out_dir)
+    if args.push_to_hub is not None:
+        from .hub import check_repo_id
+
+        check_repo_id(args.push_to_hub)  # a bad repo id fails before the conversion
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
+        raise FileExistsError(f"{out} exists and is not an empty folder (use --overwrite)")
+    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+    model, report = convert_original_checkpoint(args.checkpoint, args.variant, dtype=dtype, return_report=True)
+    save_converted(model, report, out, encoder_only=args.encoder_only)
+    print(report.summary())
+    print(f"wrote {out} ({'HDCIDModel, encoder only' if args.encoder_only else 'HDCIDForPreTraining'}, "
+          f"{args.dtype}; conversion_report.json)")
+    if args.push_to_hub is not None:
+        from .hub import push
+
+        commit = push(out, args.push_to_hub)
+        print(f"pushed {out} to {args.push_to_hub}: {commit}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-hdcid", description="H-DCID, DCID and TOC on Hugging Face.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--revision", default=None, metavar="REV", help="branch to commit to (created if missing)")
     push.add_argument("--commit-message", default="Upload H-DCID model", metavar="MSG")
     push.set_defaults(func=_push)
+    orig = sub.add_parser("convert-original", help="convert an original DCID / H-DCID .pt checkpoint to a "
+                                                   "save_pretrained folder (original-behaviour config)")
+    orig.add_argument("checkpoint", metavar="CKPT", help="the authors' .pt file (loaded with weights_only=True)")
+    orig.add_argument("out_dir", metavar="OUT_DIR", help="output folder (must be empty or new unless --overwrite)")
+    orig.add_argument("--variant", choices=("dcid", "hdcid"), default=None,
+                      help="expected variant (default: detected from the keys)")
+    orig.add_argument("--dtype", choices=("float32", "float64"), default="float64",
+                      help="weights dtype (float64: the original's, exact parity)")
+    orig.add_argument("--encoder-only", action="store_true",
+                      help="save the HDCIDModel encoder alone (no freshly initialised pretraining heads)")
+    orig.add_argument("--overwrite", action="store_true")
+    orig.add_argument("--push-to-hub", default=None, metavar="REPO", help="then upload the folder (hf-hdcid push)")
+    orig.set_defaults(func=_convert_original)
     return parser
 
 
