@@ -9,14 +9,16 @@ import sys
 def test_demo_runs_the_pipeline_end_to_end(tmp_path):
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
     proc = subprocess.run([sys.executable, "-m", "hf_hdcid.cli", "demo", "--output-dir", str(tmp_path / "demo"),
-                           "--epochs", "3"], capture_output=True, text=True, env=env, timeout=300,
-                          stdin=subprocess.DEVNULL)
+                           "--epochs", "3", "--probe-epochs", "3"], capture_output=True, text=True, env=env,
+                          timeout=420, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    for marker in ("1. synthetic benchmark: 512 pretraining + 128 test clips", "pretraining a tiny DCID (1 layer)",
-                   "pretraining a tiny H-DCID (2 layers, layer 2 from epoch 1)", "epoch 2: mean L_k layer1",
-                   "3. TOC: 8 of 16 channels per layer", "4. reloaded as HDCIDModel", "audio-video: layer 1",
-                   "| DCID | 1 |", "| H-DCID | 2 |"):
+    for marker in ("1. synthetic benchmark (10 event classes): 512 pretraining + 256 train + 256 test clips",
+                   "pretraining a tiny DCID (1 layer)", "pretraining a tiny H-DCID (2 layers, layer 2 from epoch 1)",
+                   "epoch 2: mean L_k layer1", "3. TOC: 8 of 16 channels per layer", "4. reloaded as HDCIDModel",
+                   "audio-video: layer 1", "5. cross-modal generalisation (heldout protocol",
+                   "| DCID | 1 |", "| H-DCID | 2 |", "| H-DCID+TOC |", "| untrained H-DCID |",
+                   "synthetic_ave V→A (accuracy)", "synthetic_avvp A→V (f1)"):
         assert marker in out, marker
     for modality in ("audio", "video", "text"):
         assert f"{modality} codes layer1" in out
@@ -36,7 +38,10 @@ def test_demo_runs_the_pipeline_end_to_end(tmp_path):
             == 3 * (512 // 16)
     row = results["models"][1]
     assert set(row["agreement"]) == {"audio-video", "audio-text"} and len(row["channels"]) == 2
-    assert "| H-DCID | 2 |" in (demo / "results.md").read_text()
+    assert len(row["downstream"]) == 8  # 2 tasks x 2 directions x with / without TOC
+    assert "| H-DCID+TOC |" in (demo / "results.md").read_text()
+    assert (demo / "downstream" / "results.png").is_file()
+    assert len(list((demo / "downstream").glob("*.json"))) == 24  # 3 models x 8 runs
     assert "UNEXPECTED" not in proc.stderr  # pretraining heads are dropped quietly when loading the encoder
 
 

@@ -9,7 +9,40 @@ import sys
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(seed=args.seed, batch_size=args.batch_size, output_dir=args.output_dir, epochs=args.epochs)
+    run_demo(seed=args.seed, batch_size=args.batch_size, output_dir=args.output_dir, epochs=args.epochs,
+             probe_epochs=args.probe_epochs)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .downstream import evaluate_downstream
+
+    record = evaluate_downstream(args.model, args.task, args.direction, args.data, args.test_data,
+                                 protocol=args.protocol, toc=args.toc, toc_channels=args.toc_channels,
+                                 layers=args.layers, seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size,
+                                 lr=args.lr, out_dir=args.out)
+    toc = f"TOC {record['toc']['channels_per_layer']} channels" if record["toc"]["enabled"] else "all channels"
+    print(f"{record['model_name']} {record['task']} {record['direction']} ({record['protocol']} protocol, {toc}, "
+          f"layers {record['layers']}, clips {record['data']['clips']}):")
+    for name, stats in record["metrics"].items():
+        print(f"  {name}: {100 * stats['mean']:.2f} ± {100 * stats['std']:.2f} %  (seeds {record['seeds']})")
+    print(f"wrote {record['path']}")
+    return 0
+
+
+def _evaluate_table(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .downstream.report import load_records, plot_results, results_table
+
+    records = load_records(args.results)
+    table = results_table(records)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(table)
+    plot_results(records, out / "results.png")
+    print(table)
+    print(f"wrote {out / 'results.md'} and {out / 'results.png'} ({len(records)} runs)")
     return 0
 
 
@@ -123,12 +156,37 @@ def _convert_original(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-hdcid", description="H-DCID, DCID and TOC on Hugging Face.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="synthetic benchmark -> pretrain a tiny H-DCID -> TOC -> codes and agreement")
+    demo = sub.add_parser("demo", help="synthetic benchmark -> pretrain tiny DCID and H-DCID -> TOC -> "
+                                       "cross-modal benchmarks -> results table and model cards")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--batch-size", type=int, default=16)
-    demo.add_argument("--epochs", type=int, default=8)
-    demo.add_argument("--output-dir", default="outputs/demo", help="where the tiny model is saved")
+    demo.add_argument("--epochs", type=int, default=16, help="pretraining epochs")
+    demo.add_argument("--probe-epochs", type=int, default=None, help="downstream probe epochs (default: the task's)")
+    demo.add_argument("--output-dir", default="outputs/demo", help="where data, models and results go")
     demo.set_defaults(func=_demo)
+    from .downstream.tasks import DIRECTIONS, PROTOCOLS, TASKS
+
+    ev = sub.add_parser("evaluate", help="cross-modal generalisation benchmark of a model (one task, direction)")
+    ev.add_argument("model", help="a save_pretrained folder or Hub id")
+    ev.add_argument("--task", required=True, choices=sorted(TASKS))
+    ev.add_argument("--direction", required=True, choices=sorted(DIRECTIONS) + ["va", "av"],
+                    help="v2a: train on video codes, test on audio codes; a2v: the reverse")
+    ev.add_argument("--data", required=True, help="shard folder of the task (training side)")
+    ev.add_argument("--test-data", default=None, help="test-side shard folder (ave_avvp, ucf_vggsound)")
+    ev.add_argument("--protocol", choices=PROTOCOLS, default="heldout")
+    ev.add_argument("--toc", action="store_true", help="read only the stored TOC channels")
+    ev.add_argument("--toc-channels", type=int, default=None, help="compute TOC with Q channels per layer first")
+    ev.add_argument("--layers", default="both", help="1, 2 or both")
+    ev.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ev.add_argument("--epochs", type=int, default=None, help="probe epochs (default: the task's)")
+    ev.add_argument("--batch-size", type=int, default=None)
+    ev.add_argument("--lr", type=float, default=None)
+    ev.add_argument("--out", default="outputs/downstream", help="folder of the run's JSON")
+    ev.set_defaults(func=_evaluate)
+    table = sub.add_parser("evaluate-table", help="Table 1 layout (Markdown + bar chart) from run JSONs")
+    table.add_argument("results", nargs="+", help="run JSON files or folders of them")
+    table.add_argument("--out", default="outputs/downstream")
+    table.set_defaults(func=_evaluate_table)
     toc = sub.add_parser("toc", help="compute TOC channels of a model, store them in its config, plot Fig. 2")
     toc.add_argument("model", help="a save_pretrained folder (or a cached Hub id)")
     toc.add_argument("--channels", type=int, required=True, help="channels kept per layer (Q)")

@@ -13,8 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..metrics.hdcid_clip_accuracy.hdcid_clip_accuracy import clip_accuracy
-from ..metrics.hdcid_segment_prf.hdcid_segment_prf import segment_prf
 from .codes import CodeCache, CodeSet, extract_codes, layer_channels
 from .probes import ClipProbe, ExpLogLoss, SegmentProbe
 from .tasks import PROTOCOLS, TaskSpec, get_direction, get_task, main_metric
@@ -130,7 +128,11 @@ def predict(probe, task: TaskSpec, codes: CodeSet, batch_size: int) -> tuple[np.
 
 
 def score(task: TaskSpec, protocol: str, predictions, references, batch_index) -> dict:
-    """The task's metrics (the same functions the shipped ``evaluate`` modules compute)."""
+    """The task's metrics (the same functions the shipped ``evaluate`` modules compute; importing them
+    imports ``evaluate``, ~4 s, so it happens at the first score, not at import)."""
+    from ..metrics.hdcid_clip_accuracy.hdcid_clip_accuracy import clip_accuracy
+    from ..metrics.hdcid_segment_prf.hdcid_segment_prf import segment_prf
+
     if task.kind == "clip":
         return clip_accuracy(predictions, references)
     return segment_prf(predictions, references, protocol=protocol, batch_index=batch_index)
