@@ -272,3 +272,40 @@ def test_script_runs_a_grid_in_a_subprocess(synthetic, tmp_path):
                           "--data", str(tmp_path / "nowhere"), "--tasks", "synthetic_ave"],
                          capture_output=True, text=True, timeout=240)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+
+
+def _single_modality_shards(path, modality, n, num_classes, split, seed):
+    """Shards shaped like one side of the original UCF101 <-> VGGSound layout (convert.py's output)."""
+    import copy
+
+    from hf_hdcid.data.shards import write_shards
+
+    cfg = copy.deepcopy(HDCIDConfig.tiny(modalities=["audio", "video"]))
+    cfg.modalities = [modality]
+    g = torch.Generator().manual_seed(seed)
+    shape = (cfg.num_frames, cfg.audio_feature_dim) if modality == "audio" else \
+        (cfg.num_frames, cfg.video_spatial_size, cfg.video_spatial_size, cfg.video_feature_dim)
+    records = []
+    for i in range(n):
+        label = i % num_classes
+        segments = torch.zeros(cfg.num_frames, num_classes + 1, dtype=torch.int8)
+        segments[:, label] = 1
+        records.append({"clip_id": f"{modality}{i}", "split": split, "label": label,
+                        modality: torch.rand(shape, generator=g), f"{modality}_labels": segments})
+    return write_shards(records, path, cfg, with_text_features=False, label_width=num_classes + 1,
+                        num_classes=num_classes)
+
+
+@pytest.mark.parametrize("task", ["ucf_vggsound", "ave_avvp"])
+def test_two_dataset_tasks_train_on_one_folder_and_test_on_the_other(synthetic, tmp_path, task):
+    _, folder = synthetic
+    video = _single_modality_shards(tmp_path / "ucf_video", "video", 30, 4, "train", 0)
+    audio = _single_modality_shards(tmp_path / "vgg_audio", "audio", 12, 4, "train", 1)
+    held = evaluate_downstream(folder, task, "v2a", video, audio, protocol="heldout", epochs=2, batch_size=8)
+    assert held["data"]["clips"] == {"train": 24, "val": 6, "test": 12}
+    assert held["main_metric"] == ("accuracy" if task == "ucf_vggsound" else "f1")
+    paper = evaluate_downstream(folder, task, "a2v", audio, video, protocol="paper", epochs=2, batch_size=8)
+    assert paper["data"]["clips"] == {"train": 12, "val": None, "test": 30}
+    assert paper["main_metric"] == ("accuracy" if task == "ucf_vggsound" else "f1")
+    with pytest.raises(ValueError, match="the shards have no 'audio' features"):
+        evaluate_downstream(folder, task, "v2a", video, video, epochs=1)

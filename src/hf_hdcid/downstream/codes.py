@@ -44,11 +44,11 @@ def extract_codes(encoder, dataset, collate, modality: str, layers: list[int], c
     """Encode every clip of ``dataset`` (a formatted shard dataset) in ``modality`` with the frozen
     encoder in eval mode; keep the quantized vectors of ``layers`` (restricted to ``channels``)."""
     column = "label" if label_kind == "clip" else SEGMENT_COLUMNS[modality]
+    if modality not in dataset.column_names:
+        raise ValueError(f"{source}: the shards have no {modality!r} features (columns: {sorted(dataset.column_names)})")
     if column not in dataset.column_names:
         raise ValueError(f"{source}: the shards have no {column!r} column, which the task needs "
                          f"(columns: {sorted(dataset.column_names)})")
-    if modality not in dataset.column_names:
-        raise ValueError(f"{source}: the shards have no {modality!r} features (columns: {sorted(dataset.column_names)})")
     was_training = encoder.training
     encoder.eval()
     codes, labels, ids = [], [], []
