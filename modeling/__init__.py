@@ -11,10 +11,12 @@ from .modeling_hdcid import (
     HDCIDPreTrainingOutput,
 )
 from .quantization_hdcid import MultimodalEMACodebook
+from .quantizers_hdcid import FiniteDiscreteTokens, FiniteScalarQuantizer, ResidualEMACodebook, build_quantizer, sparsemax
 from .toc_hdcid import inter_code_similarity, inter_code_variance, select_channels, toc_scores
 
 __all__ = [
     "MODALITIES", "HDCIDConfig", "HDCIDModel", "HDCIDForPreTraining", "HDCIDPreTrainedModel",
     "HDCIDEncoderOutput", "HDCIDModelOutput", "HDCIDPreTrainingOutput", "HDCIDPreTrainingFeatures",
-    "MultimodalEMACodebook", "inter_code_similarity", "inter_code_variance", "toc_scores", "select_channels",
+    "MultimodalEMACodebook", "ResidualEMACodebook", "FiniteScalarQuantizer", "FiniteDiscreteTokens",
+    "build_quantizer", "sparsemax", "inter_code_similarity", "inter_code_variance", "toc_scores", "select_channels",
 ]

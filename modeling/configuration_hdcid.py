@@ -57,6 +57,28 @@ _PRESET_ORIGINAL = dict(
 )
 
 
+QUANTIZERS = ("mmema", "rvq", "fsq", "fdt")
+# the FSQ paper's 1000-code configuration (levels 8, 5, 5, 5): the fsq_levels used when it is None
+DEFAULT_FSQ_LEVELS = (8, 5, 5, 5)
+# options read only by the EMA codebooks (mmema, rvq), with their defaults: any other quantizer rejects
+# a non-default value; the tiny preset drops its values of these for fsq / fdt
+_EMA_ONLY = dict(
+    ema_decay=0.99, ema_epsilon=1e-5, ema_self_weight=0.5, codebook_init_bound=None, codebook_init_count=0.0,
+    dead_code_threshold=300, active_code_threshold=100, dead_code_reset="full", dead_code_noise=1.0 / 1024.0,
+    sync_codebook=True, commitment_cost=0.25, commitment_own_weight=2.0, commitment_cross_weight=1.0,
+)
+# options read only by one quantizer, with their defaults
+_QUANTIZER_ONLY = dict(
+    num_quantizers=("rvq", 1), fsq_levels=("fsq", None), fdt_num_tokens=("fdt", None),
+    fdt_temperature=("fdt", 1.0), fdt_query_hidden_size=("fdt", None),
+)
+
+
+FSQ_NO_TOC = ("TOC ranks the channels of a learnt codebook; FSQ has none: its codes are a fixed, "
+              "symmetric grid of prod(fsq_levels) points, identical statistics on every channel of equal "
+              "levels, mapped to D channels by a linear projection")
+
+
 def _fail(field: str, expected: str, actual: Any) -> None:
     raise ValueError(f"HDCIDConfig.{field}: expected {expected}, got {actual!r}")
 
@@ -163,6 +185,24 @@ class HDCIDConfig(PretrainedConfig):
             from epoch 0 although layer 2 is not trained yet (True); default False skips that work.
         check_finite_inputs (bool): reject NaN/inf inputs (one host sync per call on accelerators).
 
+    Quantizer (one per layer, built by ``build_quantizer``; all share one calling convention)
+        quantizer (str): ``"mmema"`` (default) the multimodal EMA codebook above; ``"rvq"``
+            ``num_quantizers`` residual stages, each a multimodal EMA codebook of ``codebook_size``
+            codes quantising what the stages before left (a position's code is the sum of its stage
+            codes, its index the first stage's); ``"fsq"`` finite scalar quantisation: a projection to
+            ``len(fsq_levels)`` channels, each bounded and rounded to its levels, and a projection
+            back (``prod(fsq_levels)`` implicit codes, no codebook, no EMA, no commitment loss;
+            needs ``use_cmcm=False`` and has no TOC); ``"fdt"`` FDT's finite discrete tokens: a
+            token bank learnt by gradient, a query MLP, sparsemax weights over the tokens, output =
+            weights @ tokens (index = the top token; no EMA, no commitment loss). The EMA and
+            commitment options above apply to mmema and rvq only; the others reject non-default values.
+        num_quantizers (int): rvq stages (1 = the plain codebook).
+        fsq_levels (list[int] or None): fsq levels per channel (each >= 2); None = [8, 5, 5, 5].
+        fdt_num_tokens (int or None): fdt token-bank size; None = ``codebook_size``.
+        fdt_temperature (float): fdt scores are q.e / sqrt(D) / temperature (FDT ships 1000 with its
+            512-d tokens; 1.0 default here).
+        fdt_query_hidden_size (int or None): hidden width of the fdt query MLP; None = ``hidden_size``.
+
     TOC
         toc_channels (list[list[int]] or None): per layer the selected channel indices, in order.
         toc_settings (dict or None): the TOC settings that produced ``toc_channels``.
@@ -224,6 +264,12 @@ class HDCIDConfig(PretrainedConfig):
         upper_layer_loss_weight: float = 0.3,
         update_upper_codebooks_before_warm_start: bool = False,
         check_finite_inputs: bool = True,
+        quantizer: str = "mmema",
+        num_quantizers: int = 1,
+        fsq_levels: list[int] | tuple[int, ...] | None = None,
+        fdt_num_tokens: int | None = None,
+        fdt_temperature: float = 1.0,
+        fdt_query_hidden_size: int | None = None,
         toc_channels: list[list[int]] | None = None,
         toc_settings: dict | None = None,
         **kwargs,
@@ -282,6 +328,12 @@ class HDCIDConfig(PretrainedConfig):
         self.upper_layer_loss_weight = upper_layer_loss_weight
         self.update_upper_codebooks_before_warm_start = update_upper_codebooks_before_warm_start
         self.check_finite_inputs = check_finite_inputs
+        self.quantizer = quantizer
+        self.num_quantizers = num_quantizers
+        self.fsq_levels = list(fsq_levels) if isinstance(fsq_levels, (list, tuple)) else fsq_levels
+        self.fdt_num_tokens = fdt_num_tokens
+        self.fdt_temperature = fdt_temperature
+        self.fdt_query_hidden_size = fdt_query_hidden_size
         self.toc_channels = (
             [list(c) for c in toc_channels] if isinstance(toc_channels, (list, tuple)) else toc_channels
         )
@@ -303,8 +355,15 @@ class HDCIDConfig(PretrainedConfig):
 
     @classmethod
     def tiny(cls, **overrides) -> "HDCIDConfig":
-        """A few-thousand-parameter H-DCID for tests and demos (same structure, small widths)."""
-        return cls(**{**_PRESET_TINY, **overrides})
+        """A few-thousand-parameter H-DCID for tests and demos (same structure, small widths). With
+        ``quantizer="fsq"`` / ``"fdt"`` the preset's EMA-only values (thresholds, and for fsq the
+        codebook size) are left out, since those quantizers reject them."""
+        preset = dict(_PRESET_TINY)
+        if overrides.get("quantizer") in ("fsq", "fdt"):
+            preset = {k: v for k, v in preset.items() if k not in _EMA_ONLY}
+            if overrides["quantizer"] == "fsq":
+                preset.pop("codebook_size")
+        return cls(**{**preset, **overrides})
 
     @classmethod
     def original_hdcid(cls, **overrides) -> "HDCIDConfig":
@@ -343,6 +402,20 @@ class HDCIDConfig(PretrainedConfig):
             return {"audio": self.audio_specific_dim, "video": self.video_feature_dim,
                     "text": self.text_specific_dim}[modality]
         return self.layer_input_dim(layer, modality)
+
+    @property
+    def fsq_levels_or_default(self) -> list[int]:
+        """The fsq levels per channel (``fsq_levels`` or the default [8, 5, 5, 5])."""
+        return list(DEFAULT_FSQ_LEVELS if self.fsq_levels is None else self.fsq_levels)
+
+    @property
+    def num_codes(self) -> int:
+        """Codes per layer: codebook_size (per rvq stage), prod(fsq_levels), or the fdt tokens."""
+        if self.quantizer == "fsq":
+            return math.prod(self.fsq_levels_or_default)
+        if self.quantizer == "fdt" and self.fdt_num_tokens is not None:
+            return self.fdt_num_tokens
+        return self.codebook_size
 
     def cross_weights(self) -> float:
         """Weight of each other modality in the multimodal EMA (equal split of 1 - self weight)."""
@@ -441,13 +514,57 @@ class HDCIDConfig(PretrainedConfig):
                      "update_upper_codebooks_before_warm_start", "check_finite_inputs"):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, "a bool", getattr(self, name))
+        self.validate_quantizer()
         self.validate_toc()
+
+    def validate_quantizer(self) -> None:
+        """Raise ValueError naming the field for a bad quantizer option, or an option that the chosen
+        quantizer does not read set to a non-default value."""
+        q = self.quantizer
+        if q not in QUANTIZERS:
+            _fail("quantizer", "one of " + ", ".join(repr(o) for o in QUANTIZERS), q)
+        if q in ("fsq", "fdt"):
+            for name, default in _EMA_ONLY.items():
+                if getattr(self, name) != default:
+                    _fail(name, f"the default {default!r} with quantizer={q!r} (only the EMA codebooks "
+                          "'mmema' and 'rvq' read it)", getattr(self, name))
+        if q == "fsq" and self.codebook_size != 400:
+            _fail("codebook_size", "the default 400 with quantizer='fsq' (its implicit codebook has "
+                  "prod(fsq_levels) codes)", self.codebook_size)
+        if q == "fsq" and self.use_cmcm:
+            _fail("use_cmcm", "False with quantizer='fsq' (code matching needs a codebook matrix; FSQ's "
+                  "implicit grid of prod(fsq_levels) codes has none)", self.use_cmcm)
+        for name, (owner, default) in _QUANTIZER_ONLY.items():
+            if q != owner and getattr(self, name) != default:
+                _fail(name, f"the default {default!r} unless quantizer={owner!r}", getattr(self, name))
+
+        def positive_int_or_none(name):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                _fail(name, "None or a positive int", v)
+
+        v = self.num_quantizers
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            _fail("num_quantizers", "a positive int", v)
+        lv = self.fsq_levels
+        if lv is not None and (not isinstance(lv, list) or not lv
+                               or any(not isinstance(x, int) or isinstance(x, bool) or x < 2 for x in lv)):
+            _fail("fsq_levels", "None or a non-empty list of ints >= 2", lv)
+        positive_int_or_none("fdt_query_hidden_size")
+        positive_int_or_none("fdt_num_tokens")
+        if self.fdt_num_tokens is not None and self.fdt_num_tokens < 2:
+            _fail("fdt_num_tokens", "None or an int >= 2", self.fdt_num_tokens)
+        t = self.fdt_temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or not t > 0:
+            _fail("fdt_temperature", "a finite number > 0", t)
 
     def validate_toc(self) -> None:
         """Raise ValueError naming the field if ``toc_channels`` / ``toc_settings`` are invalid."""
         tc = self.toc_channels
         if tc is None:
             return
+        if self.quantizer == "fsq":
+            _fail("toc_channels", "None with quantizer='fsq' (" + FSQ_NO_TOC + ")", tc)
         if not isinstance(tc, list) or len(tc) != self.num_layers:
             _fail("toc_channels", f"None or a list of {self.num_layers} per-layer index lists", tc)
         for k, idx in enumerate(tc):
@@ -459,4 +576,4 @@ class HDCIDConfig(PretrainedConfig):
             _fail("toc_settings", "None or a dict", self.toc_settings)
 
 
-__all__ = ["HDCIDConfig", "MODALITIES"]
+__all__ = ["HDCIDConfig", "MODALITIES", "QUANTIZERS", "DEFAULT_FSQ_LEVELS", "FSQ_NO_TOC"]

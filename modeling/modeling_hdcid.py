@@ -20,9 +20,10 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .configuration_hdcid import MODALITIES, HDCIDConfig
+from .configuration_hdcid import FSQ_NO_TOC, MODALITIES, HDCIDConfig
 from .objectives_hdcid import CLUBEstimator, CrossModalCPC, cross_modal_code_matching
 from .quantization_hdcid import CodebookOutput, MultimodalEMACodebook
+from .quantizers_hdcid import FiniteDiscreteTokens, build_quantizer
 from .toc_hdcid import select_channels
 
 AUTO_MAP = {
@@ -41,7 +42,7 @@ class HDCIDEncoderOutput(ModelOutput):
 
     semantic: per layer the modality-general feature z_k before quantisation, [B, T, D] each.
     quantized: per layer the straight-through code e_{l,k} (appendix eq. 3), [B, T, D] each.
-    indices: per layer the code indices, [B, T] long each.
+    indices: per layer the code indices, [B, T] long each (rvq: the first stage's; fdt: the top token).
     unified: the layers' codes concatenated on the last axis, [B, T, num_layers * D], or, with
         ``apply_toc=True``, only the TOC channels of each layer, [B, T, sum_k Q_k].
     """
@@ -247,13 +248,14 @@ class TextTokenEncoder(nn.Module):
 
 
 class HDCIDLayer(nn.Module):
-    """One disentanglement layer k: Phi_{m,k} and Psi_{m,k} per modality and the shared codebook e_k."""
+    """One disentanglement layer k: Phi_{m,k} and Psi_{m,k} per modality and the shared quantizer e_k
+    (``config.quantizer``; the attribute keeps the name ``codebook`` for checkpoint compatibility)."""
 
     def __init__(self, config: HDCIDConfig, layer: int):
         super().__init__()
         self.general = nn.ModuleDict({m: ModalityGeneralEncoder(config, layer, m) for m in config.modalities})
         self.specific = nn.ModuleDict({m: modality_specific_encoder(config, layer, m) for m in config.modalities})
-        self.codebook = MultimodalEMACodebook(config)
+        self.codebook = build_quantizer(config)
 
 
 class VideoReconstructionDecoder(nn.Module):
@@ -370,22 +372,31 @@ class HDCIDPreTrainedModel(PreTrainedModel):
             init.copy_(module.ema_weight, module.embed * module.initial_weight_scale)
             init.constant_(module.ema_count, module.config.codebook_init_count)
             init.constant_(module.unused_steps, -1)
+        elif isinstance(module, FiniteDiscreteTokens):
+            init.normal_(module.tokens)
         elif isinstance(module, nn.MultiheadAttention):
             module._reset_parameters()
         elif isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, nn.LSTM, nn.LayerNorm)):
             module.reset_parameters()
 
     def compute_toc(self, num_channels: int = 128, lam: float = 0.7, normalize: bool = False,
-                    top_bottom=(1, 0), unbiased_variance: bool = True) -> list[list[int]]:
+                    top_bottom=(1, 0), unbiased_variance: bool = True, stage: int = 0) -> list[list[int]]:
         """TOC (section 4.1): select ``num_channels`` channels of every layer's codebook and store them,
         with the settings, in ``config.toc_channels`` / ``config.toc_settings`` so that
         ``save_pretrained`` and the Hub carry them; ``encode(..., apply_toc=True)`` then uses them.
-        Returns the per-layer channel indices."""
+        Returns the per-layer channel indices.
+
+        The codebook is the one of :meth:`HDCIDModel.codebooks`: with ``quantizer="rvq"`` the codebook
+        of ``stage`` (0 = first; the channels then apply to the sum of stage codes), with "fdt" the
+        token bank; "fsq" has no codebook and raises ValueError."""
         base = self.base_model  # the HDCIDModel (itself, or .hdcid of the pretraining model)
+        books = base.codebooks(stage)
         channels = [select_channels(book, num_channels, lam=lam, normalize=normalize, top_bottom=tuple(top_bottom),
-                                    unbiased_variance=unbiased_variance).tolist() for book in base.codebooks()]
+                                    unbiased_variance=unbiased_variance).tolist() for book in books]
         settings = {"num_channels": num_channels, "lam": lam, "normalize": normalize,
                     "top_bottom": list(top_bottom), "unbiased_variance": unbiased_variance}
+        if self.config.quantizer == "rvq":
+            settings["stage"] = stage
         self.config.toc_channels, previous = channels, self.config.toc_channels
         try:
             self.config.validate_toc()
@@ -419,9 +430,10 @@ class HDCIDModel(HDCIDPreTrainedModel):
         self.layers = nn.ModuleList(HDCIDLayer(config, k) for k in range(config.num_layers))
         self.post_init()
 
-    def codebooks(self) -> list[torch.Tensor]:
-        """The codebook of every layer, [L, D] each."""
-        return [layer.codebook.embed for layer in self.layers]
+    def codebooks(self, stage: int = 0) -> list[torch.Tensor]:
+        """The [L, D] matrix of every layer that TOC ranks: the codebook (mmema), the codebook of
+        ``stage`` (rvq, 0 = first), the token bank (fdt). ValueError for fsq, which has no codebook."""
+        return [layer.codebook.toc_codebook(stage) for layer in self.layers]
 
     def layer_input(self, modality: str, features: torch.Tensor) -> torch.Tensor:
         """x_{m,1}: the checked features in the model's dtype (text: through the BiLSTM)."""
@@ -439,16 +451,18 @@ class HDCIDModel(HDCIDPreTrainedModel):
         return self._encode(modality, features, apply_toc)
 
     def _encode(self, modality: str, features: torch.Tensor, apply_toc: bool) -> HDCIDEncoderOutput:
+        if apply_toc and self.config.quantizer == "fsq":
+            raise ValueError(f"apply_toc=True is not available with quantizer='fsq': {FSQ_NO_TOC}")
         if apply_toc and self.config.toc_channels is None:
             raise ValueError("apply_toc=True but config.toc_channels is None: compute TOC channels first")
         x = self.layer_input(modality, features)
         semantic, quantized, indices = [], [], []
         for k, layer in enumerate(self.layers):
             z = layer.general[modality](x)  # [B, T, D]
-            idx = layer.codebook.quantize(z)  # [B, T]
+            idx, q = layer.codebook.encode(z)  # [B, T], [B, T, D]
             semantic.append(z)
             indices.append(idx)
-            quantized.append(layer.codebook.straight_through(z, idx))
+            quantized.append(q)
             if k + 1 < len(self.layers):
                 x = layer.specific[modality](x)[1]  # x_{m,k+1} = z-bar_{m,k}
         return HDCIDEncoderOutput(
@@ -619,6 +633,8 @@ class HDCIDForPreTraining(HDCIDPreTrainedModel):
             diagnostics[f"active_codes/{tag}"] = lf.codes.active_codes
             for m in cfg.modalities:
                 diagnostics[f"perplexity/{m}/{tag}"] = lf.codes.perplexity[m]
+            for name, value in lf.codes.diagnostics.items():  # quantizer-specific (rvq stages, fdt support)
+                diagnostics[f"{name}/{tag}"] = value
         return HDCIDPreTrainingOutput(loss=total, losses=losses, diagnostics=diagnostics, features=features)
 
     def reconstruction_loss(self, k: int, modality: str, lf: HDCIDLayerFeatures) -> torch.Tensor:

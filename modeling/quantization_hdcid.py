@@ -6,7 +6,7 @@ R^{B x T x D}; every modality of the batch is quantised against the same codeboo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -48,6 +48,11 @@ class CodebookOutput:
     perplexity: code-usage perplexity per modality (scalar). equal_num: samples whose most
     frequent code agrees across all modalities (long scalar). active_codes: codes used within
     ``active_code_threshold`` updates (long scalar; after this call's update).
+    diagnostics: further detached statistics of other quantizers (``"<name>"`` or
+    ``"<name>/<modality>"``), empty for this codebook.
+
+    Every quantizer of ``build_quantizer`` returns this; ``codebook`` is the matrix the code-matching
+    loss uses (None for fsq, which has none).
     """
 
     quantized: dict
@@ -57,6 +62,7 @@ class CodebookOutput:
     perplexity: dict
     equal_num: torch.Tensor
     active_codes: torch.Tensor
+    diagnostics: dict = field(default_factory=dict)
 
 
 class MultimodalEMACodebook(nn.Module):
@@ -130,6 +136,18 @@ class MultimodalEMACodebook(nn.Module):
         z = semantic.to(self.embed.dtype)  # [B, T, D]
         q = F.embedding(indices, self.embed if embed is None else embed)
         return q + (z - z.detach())
+
+    def encode(self, semantic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices [B, T] and straight-through codes [B, T, D] of [B, T, D] features (what
+        ``HDCIDModel.encode`` reports). Never changes a buffer."""
+        indices = self.quantize(semantic)
+        return indices, self.straight_through(semantic, indices)
+
+    def toc_codebook(self, stage: int = 0) -> torch.Tensor:
+        """The [L, D] matrix TOC ranks: the codebook itself (only stage 0 exists)."""
+        if stage != 0:
+            raise ValueError(f"stage: expected 0 (this quantizer has one codebook), got {stage!r}")
+        return self.embed
 
     # ------------------------------------------------------------------ training call
     def forward(self, semantic: dict, update: bool) -> CodebookOutput:

@@ -8,7 +8,10 @@ the codebook buffers of every layer to ``OUTDIR/rank{r}_step{s}.pt`` (step -1 = 
 The argument ``used`` of every dead-code reset is recorded too, so that the test can tell which codes
 were reset. Then one update of a bare :class:`MultimodalEMACodebook` on rank-specific semantic
 features is written to ``OUTDIR/rank{r}_codebook.pt`` together with the inputs, for the
-"all-reduced statistics == one process on the concatenated batch" check.
+"all-reduced statistics == one process on the concatenated batch" check. Last, a bare two-stage
+:class:`ResidualEMACodebook` makes ``RVQ_UPDATES`` updates on rank-specific features with a rank-specific
+global RNG (resets from the third update) and writes every stage's buffers after each update to
+``OUTDIR/rank{r}_rvq.pt``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from hf_hdcid import HDCIDConfig, HDCIDForPreTraining, MultimodalEMACodebook
+from hf_hdcid.modeling import ResidualEMACodebook
 from hf_hdcid.data.synthetic import random_feature_batch
 
 STEPS = 5
@@ -39,6 +43,12 @@ def codebook_config() -> HDCIDConfig:
     return HDCIDConfig.tiny(dead_code_reset="none")
 
 
+def rvq_config() -> HDCIDConfig:
+    # two residual stages; a code unused for 2 updates is reset at the next one
+    return HDCIDConfig.tiny(quantizer="rvq", num_quantizers=2, dead_code_threshold=1, active_code_threshold=1)
+
+
+RVQ_UPDATES = 4
 CODEBOOK_SEED = 1234
 CODEBOOK_BATCH = 4
 
@@ -126,6 +136,22 @@ def main(outdir: Path) -> None:
     result = {f"input.{m}": x for m, x in inputs.items()}
     result.update({name: getattr(codebook, name).detach().clone() for name in BUFFERS})
     torch.save(result, outdir / f"rank{rank}_codebook.pt")
+
+    # ---------------------------------------------------------------- residual VQ, every stage synced
+    rvq_cfg = rvq_config()
+    torch.manual_seed(CODEBOOK_SEED)
+    rvq = ResidualEMACodebook(rvq_cfg)
+    torch.manual_seed(20 + rank)  # reset draws differ per rank: only the broadcast keeps them equal
+    rvq_result = {}
+    for update in range(RVQ_UPDATES):
+        rvq_inputs = codebook_inputs(rvq_cfg, rank + 10 * update)
+        rvq(rvq_inputs, update=True)
+        for m, x in rvq_inputs.items():
+            rvq_result[f"update{update}.input.{m}"] = x
+        for s, stage in enumerate(rvq.stages):
+            for name in BUFFERS:
+                rvq_result[f"update{update}.stage{s}.{name}"] = getattr(stage, name).detach().clone()
+    torch.save(rvq_result, outdir / f"rank{rank}_rvq.pt")
 
     # ---------------------------------------------------------------- control: sync_codebook=False
     # the same model without synchronisation must end with different codebooks on the two ranks

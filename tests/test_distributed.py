@@ -9,7 +9,8 @@ global RNG deliberately different per rank, and writes the codebook buffers afte
   broadcast of the replacement codes was exercised, with per-rank random draws);
 * without ``sync_codebook`` the same run gives different codebooks (the check is not vacuous);
 * one EMA update with all-reduced statistics equals one update of a single process on the two
-  ranks' inputs concatenated along the batch axis.
+  ranks' inputs concatenated along the batch axis;
+* the same two holds for every stage of a residual VQ (``quantizer="rvq"``), resets included.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 import torch.distributed as dist
 
 from hf_hdcid import MultimodalEMACodebook
+from hf_hdcid.modeling import ResidualEMACodebook
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with gloo is required"
@@ -178,3 +180,27 @@ def test_synchronised_ema_statistics_equal_single_process_on_concatenated_batch(
     fresh = MultimodalEMACodebook(config)
     used = torch.cat([fresh.quantize(z).reshape(-1) for z in concatenated.values()]).unique()
     assert used.numel() >= 4, used
+
+
+def test_rvq_stages_stay_synchronised_and_equal_one_process_on_the_concatenated_batch(outdir):
+    config = worker.rvq_config()
+    a, b = _load(outdir, 0, "rvq"), _load(outdir, 1, "rvq")
+    resets = 0
+    for update in range(worker.RVQ_UPDATES):
+        for s in range(config.num_quantizers):
+            for name in worker.BUFFERS:
+                key = f"update{update}.stage{s}.{name}"
+                assert torch.equal(a[key], b[key]), f"{key} differs between ranks"
+            if update:
+                resets += int((a[f"update{update}.stage{s}.ema_count"] == 1).sum())
+    assert resets > 0  # "full" resets set N = 1: the broadcast of replacements was exercised
+    # the first update (no reset possible yet) equals one process on both ranks' inputs
+    torch.manual_seed(worker.CODEBOOK_SEED)
+    reference = ResidualEMACodebook(config)
+    batch = {m: torch.cat([a[f"update0.input.{m}"], b[f"update0.input.{m}"]]) for m in config.modalities}
+    reference(batch, update=True)
+    assert not torch.equal(a["update0.input.audio"], b["update0.input.audio"])
+    for s, stage in enumerate(reference.stages):
+        for name in ("ema_count", "ema_weight", "embed"):
+            torch.testing.assert_close(a[f"update0.stage{s}.{name}"], getattr(stage, name), rtol=1e-5, atol=1e-6)
+        assert torch.equal(a[f"update0.stage{s}.unused_steps"], stage.unused_steps)
