@@ -78,6 +78,8 @@ BEHAVIOUR_OPTIONS = {
     "cpc_softmax_over": "InfoNCE normalisation: `predictions` is the original code, `targets` the paper's eq. 13",
     "club_estimator": "`sampled` is the original CLUB estimator, `full` the paper's eq. 12",
     "club_input": "what CLUB conditions on: `quantized` (original) or `semantic` (paper)",
+    "club_min_estimate": "lower clamp of the CLUB MI term (default 0.0, a stabiliser in neither the paper nor "
+                         "the original; `None` = the raw estimate, as the original)",
     "detach_reconstruction_targets": "stop gradients through trainable reconstruction targets (original: no)",
     "update_upper_codebooks_before_warm_start": "update the layer-2 codebook before its warm start (original: yes)",
 }
