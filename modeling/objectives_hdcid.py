@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .quantization_hdcid import full_precision, squared_distances

@@ -26,7 +26,6 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
 
 from hf_hdcid import HDCIDConfig
 from hf_hdcid.data.shards import load_shards
@@ -84,7 +83,7 @@ def build_data(out: Path, modalities: list[str], clips: dict, seed: int) -> Path
 
 
 def markdown(rows: list[dict], modalities: list[str]) -> str:
-    lines = [f"| quantizer | model | V->A | A->V | Avg. | V->V (labelled) | A->A (labelled) | Avg. (labelled) | "
+    lines = ["| quantizer | model | V->A | A->V | Avg. | V->V (labelled) | A->A (labelled) | Avg. (labelled) | "
              "active codes L1 (last batch) | pretrain s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -1,6 +1,5 @@
 """MultimodalEMACodebook: nearest code, multimodal EMA step, commitment, resets, dtype rules."""
 
-import itertools
 
 import pytest
 import torch

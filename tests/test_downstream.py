@@ -202,8 +202,6 @@ def test_a_run_writes_its_record_and_scores_through_evaluate(synthetic, tmp_path
 
 
 def test_evaluate_metrics_equal_the_selection_functions(synthetic):
-    from hf_hdcid.downstream.runner import load_encoder, predict
-
     data, folder = synthetic
     task = get_task("synthetic_avvp")
     rng = np.random.default_rng(1)

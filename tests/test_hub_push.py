@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import torch
 import yaml
-from huggingface_hub import EvalResult, ModelCard, constants, hf_hub_download
+from huggingface_hub import EvalResult, ModelCard, hf_hub_download
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from hf_hdcid import HDCIDConfig, HDCIDForPreTraining, HDCIDModel
@@ -21,7 +21,6 @@ from hf_hdcid.hub import (
     push,
     render_model_card,
     upload_files,
-    write_model_card,
 )
 
 from conftest import make_batch

@@ -40,12 +40,8 @@ def code_agreement(encoder, batch: dict, a: str = "audio", b: str = "video") -> 
     return [float((x == y).float().mean()) for x, y in zip(ia, ib)]
 
 
-def _final(info: dict, key: str) -> float:
-    return float(info.get("final_metrics", {}).get(key, float("nan")))
-
-
-def results_table(rows: list[dict]) -> str:
-    """Markdown table of the demo's per-model results (one row per model and layer)."""
+def agreement_table(rows: list[dict]) -> str:
+    """Markdown table of the demo's per-model code statistics (one row per model and layer)."""
     lines = ["| model | layer | a-v code agreement (untrained) | a-t code agreement (untrained) | active codes | "
              "perplexity a / v / t | mean abs cos, all -> TOC channels | final loss | train time |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -169,17 +165,17 @@ def run_demo(seed: int = 0, batch_size: int = 16, output_dir: str | os.PathLike 
                                                              "(synthetic, heldout protocol)")
         write_model_card(model_dir)  # now with the TOC figure, the results and their chart
 
-    agreement_table = results_table(rows)
+    codes_table = agreement_table(rows)
     (out / "results.md").write_text(
         "# hf-hdcid demo: DCID vs H-DCID on the synthetic AVT benchmark\n\n"
         f"{pretrain_clips} pretraining clips ({NUM_CLASSES} event classes), {epochs} epochs, batch {batch_size}.\n\n"
         "## Cross-modal generalisation\n\n" + grid["table"] + "\n![results](downstream/results.png)\n\n"
         f"## Codes\n\nCode agreement on {test_clips} test clips (untrained encoder in brackets); chance ~ "
-        f"{1 / rows[0]['codebook_size']:.3f}.\n\n" + agreement_table)
+        f"{1 / rows[0]['codebook_size']:.3f}.\n\n" + codes_table)
     result = {"models": rows, "downstream_table": grid["table"], "elapsed_s": round(time.perf_counter() - started, 1)}
     (out / "demo_results.json").write_text(json.dumps(result, indent=2))
     print(f"6. results ({out / 'results.md'}; model cards in " + ", ".join(r["model_dir"] for r in rows) + "):\n")
     print(grid["table"])
-    print(agreement_table)
+    print(codes_table)
     print(f"demo finished in {result['elapsed_s']:.0f} s")
     return result
