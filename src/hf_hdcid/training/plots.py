@@ -11,7 +11,7 @@ PANELS = (
     ("loss (eq. 14) and L_k per layer", ("loss", "total")),
     ("reconstruction (MSE)", ("recon",)),
     ("commitment", ("commit",)),
-    ("CLUB MI upper bound", ("mi",)),
+    ("CLUB MI term (and raw estimate)", ("mi", "mi_estimate")),
     ("CPC / CMCM", ("cpc", "cmcm")),
     ("codebook: active codes, perplexity", ("active_codes", "perplexity")),
     ("learning rate", ("lr", "club_lr")),
