@@ -307,3 +307,26 @@ def test_two_dataset_tasks_train_on_one_folder_and_test_on_the_other(synthetic, 
     assert paper["main_metric"] == ("accuracy" if task == "ucf_vggsound" else "f1")
     with pytest.raises(ValueError, match="the shards have no 'audio' features"):
         evaluate_downstream(folder, task, "v2a", video, video, epochs=1)
+
+
+def test_cli_evaluate_and_evaluate_table(synthetic, tmp_path, capsys):
+    from hf_hdcid.cli import main
+
+    data, folder = synthetic
+    out = tmp_path / "runs"
+    assert main(["evaluate", str(folder), "--task", "synthetic_ave", "--direction", "va", "--data", str(data),
+                 "--toc", "--layers", "1", "--seeds", "0", "1", "--epochs", "2", "--batch-size", "8",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "H-DCID synthetic_ave va (heldout protocol, TOC [6] channels, layers [1]" in printed
+    assert "accuracy:" in printed and "(seeds [0, 1])" in printed
+    record = json.loads((out / "h-dcid_toc_layer1_synthetic_ave_va_heldout.json").read_text())
+    assert record["layers"] == [1] and record["seeds"] == [0, 1] and record["toc"]["channels_per_layer"] == [6]
+    assert main(["evaluate-table", str(out), "--out", str(tmp_path / "table")]) == 0
+    assert "| H-DCID+TOC (layer 1) |" in (tmp_path / "table" / "results.md").read_text()
+    assert main(["evaluate", str(folder), "--task", "synthetic_ave", "--direction", "v2a", "--data", str(data),
+                 "--layers", "3"]) == 2
+    assert capsys.readouterr().err.startswith("hf-hdcid evaluate: error: layers: expected layer numbers in 1..2")
+    assert main(["evaluate-table", str(tmp_path / "empty_dir_that_is_missing")]) == 2
+    with pytest.raises(ValueError, match="metric: expected one of"):
+        metric_path("accuracy")

@@ -381,3 +381,16 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(shards, t
     b = load_file(killed / "model" / "model.safetensors")
     assert a.keys() == b.keys()
     assert [k for k in a if not torch.equal(a[k], b[k])] == []  # parameters and codebook buffers
+
+
+def test_loss_curve_log_reader_names_a_broken_line(tmp_path):
+    from hf_hdcid.training.plots import plot_loss_curves, read_log
+
+    log = tmp_path / "train_log.jsonl"
+    log.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": \n')
+    with pytest.raises(ValueError, match="line 2 is not JSON"):
+        read_log(log)
+    log.write_text("")
+    with pytest.raises(ValueError, match="the log has no records to plot"):
+        plot_loss_curves(log, tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
