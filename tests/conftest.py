@@ -30,6 +30,18 @@ from fake_hub import FakeHub  # noqa: E402
 from huggingface_hub import constants  # noqa: E402
 
 
+# Start of a subprocess script that must run without this package (Hub remote code only).
+WITHOUT_PACKAGE = """import json, sys
+sys.modules["hf_hdcid"] = None  # the package must not be importable in this process
+try:
+    import hf_hdcid  # noqa: F401
+    raise SystemExit("hf_hdcid was importable")
+except ImportError:
+    pass
+import torch
+"""
+
+
 def make_batch(config: HDCIDConfig, batch_size: int = 3, seed: int = 0, dtype=torch.float32) -> dict:
     """Random features of every modality of ``config`` (video non-negative like VGG maps)."""
     g = torch.Generator().manual_seed(seed)

@@ -12,7 +12,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForPreTraining
 
 from hf_hdcid import HDCIDConfig, HDCIDForPreTraining, HDCIDModel
 
-from conftest import make_batch
+from conftest import WITHOUT_PACKAGE, make_batch
 
 
 def trained_tiny(tmp_path, **overrides):
@@ -100,15 +100,7 @@ def test_bf16_load_keeps_codebooks_fp32(tmp_path):
     assert out.unified.dtype == torch.float32
 
 
-REMOTE = textwrap.dedent("""
-    import sys, json
-    sys.modules["hf_hdcid"] = None  # the package must not be importable in this process
-    try:
-        import hf_hdcid  # noqa
-        raise SystemExit("hf_hdcid was importable")
-    except ImportError:
-        pass
-    import torch
+REMOTE = WITHOUT_PACKAGE + textwrap.dedent("""
     from transformers import AutoModel, AutoModelForPreTraining
     folder, inputs, expected = sys.argv[1], sys.argv[2], sys.argv[3]
     model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()

@@ -23,7 +23,7 @@ from hf_hdcid.hub import (
     upload_files,
 )
 
-from conftest import make_batch
+from conftest import WITHOUT_PACKAGE, make_batch
 
 REMOTE_CODE = ["configuration_hdcid.py", "modeling_hdcid.py", "objectives_hdcid.py", "quantization_hdcid.py",
                "quantizers_hdcid.py", "toc_hdcid.py"]
@@ -120,15 +120,7 @@ def test_pushed_repo_loads_offline_by_repo_id_with_the_package(hub, tmp_path):
                            model.hdcid.encode("audio", x, apply_toc=True).unified)
 
 
-REMOTE = textwrap.dedent("""
-    import json, sys
-    sys.modules["hf_hdcid"] = None  # the package must not be importable in this process
-    try:
-        import hf_hdcid  # noqa: F401
-        raise SystemExit("hf_hdcid was importable")
-    except ImportError:
-        pass
-    import torch
+REMOTE = WITHOUT_PACKAGE + textwrap.dedent("""
     from transformers import AutoModel
     repo_id, inputs, expected = sys.argv[1:4]
     model = AutoModel.from_pretrained(repo_id, trust_remote_code=True).eval()

@@ -154,3 +154,14 @@ def test_toc_cli_writes_model_png_and_json(tmp_path):
     expected = [select_channels(b, 6).tolist() for b in model.hdcid.codebooks()]
     assert summary["channels"] == expected
     assert json.loads((tmp_path / "m" / "config.json").read_text())["toc_channels"] is None  # input untouched
+
+
+def test_save_figure_creates_folders_and_closes_the_figure(tmp_path):
+    from hf_hdcid.figures import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = save_figure(fig, tmp_path / "a" / "b" / "fig.png", dpi=50)
+    assert path == tmp_path / "a" / "b" / "fig.png" and path.read_bytes().startswith(b"\x89PNG")
+    assert not plt.fignum_exists(fig.number)

@@ -16,6 +16,20 @@ def _setup():
     return cfg, model, torch.optim.SGD(model.main_parameters(), lr=0.1), torch.optim.SGD(model.club_parameters(), lr=0.1)
 
 
+def _club_then_main(ref, ref_main, ref_club, batch, club_features, main_features):
+    """The documented step by hand: one CLUB update per item of ``club_features`` (consumed lazily),
+    then the main update on ``main_features()``."""
+    for feats in club_features:
+        ref_club.zero_grad()
+        ref.club_loss(feats).backward()
+        ref_club.step()
+    ref_out = ref.compute_losses(batch, 0, features=main_features())
+    ref_main.zero_grad()
+    ref_out.loss.backward()
+    ref_main.step()
+    return ref_out
+
+
 def test_pretraining_step_equals_the_documented_sequence():
     cfg, model, main_opt, club_opt = _setup()
     batch = make_batch(cfg)
@@ -27,14 +41,7 @@ def test_pretraining_step_equals_the_documented_sequence():
     cfg, ref, ref_main, ref_club = _setup()
     torch.manual_seed(1)
     feats = ref.extract_features(batch, 0)
-    for _ in range(3):
-        ref_club.zero_grad()
-        ref.club_loss(feats).backward()
-        ref_club.step()
-    ref_out = ref.compute_losses(batch, 0, features=feats)
-    ref_main.zero_grad()
-    ref_out.loss.backward()
-    ref_main.step()
+    ref_out = _club_then_main(ref, ref_main, ref_club, batch, [feats] * 3, lambda: feats)
     assert torch.equal(out.loss, ref_out.loss)
     for k, v in ref.state_dict().items():
         assert torch.equal(after[k], v), k
@@ -53,17 +60,13 @@ def test_per_club_step_passes_equal_the_original_schedule():
 
     cfg, ref, ref_main, ref_club = _setup()
     torch.manual_seed(1)
-    for _ in range(2):
+
+    def fresh_pass():
         with torch.no_grad():
-            feats = ref.extract_features(batch, 0)
-        ref_club.zero_grad()
-        ref.club_loss(feats).backward()
-        ref_club.step()
-    feats = ref.extract_features(batch, 0)
-    ref_out = ref.compute_losses(batch, 0, features=feats)
-    ref_main.zero_grad()
-    ref_out.loss.backward()
-    ref_main.step()
+            return ref.extract_features(batch, 0)
+
+    club_features = (fresh_pass() for _ in range(2))  # each encoded right before its CLUB step
+    ref_out = _club_then_main(ref, ref_main, ref_club, batch, club_features, lambda: ref.extract_features(batch, 0))
     assert torch.equal(out.loss, ref_out.loss)
     for k, v in ref.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k

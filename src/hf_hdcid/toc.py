@@ -35,10 +35,9 @@ def cosine_similarity_summary(codebooks, channels) -> list[dict]:
 def plot_cosine_heatmaps(codebooks, channels, path, dpi: int = 100) -> Path:
     """The paper's Fig. 2: code-to-code cosine similarity before (all channels) and after TOC, side by
     side, one row per layer; written as PNG."""
-    import matplotlib
+    from .figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = len(codebooks)
     fig, axes = plt.subplots(n, 2, figsize=(9, 4.2 * n), squeeze=False)
@@ -52,11 +51,7 @@ def plot_cosine_heatmaps(codebooks, channels, path, dpi: int = 100) -> Path:
             ax.set_xlabel("code")
             ax.set_ylabel("code")
         fig.colorbar(image, ax=axes[k].tolist(), shrink=0.8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=dpi)
 
 
 def run_toc(model_path: str, num_channels: int, out_dir: str | None = None, lam: float = 0.7,

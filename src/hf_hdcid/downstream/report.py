@@ -96,10 +96,9 @@ def results_table(records: list[dict]) -> str:
 
 def plot_results(records: list[dict], path: str | os.PathLike, title: str | None = None) -> Path:
     """Grouped bars: one group per task / direction, one bar per model x TOC row, error bars = std."""
-    import matplotlib
+    from ..figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     protocol, rows, columns = _table_cells(records)
     width = 0.8 / max(1, len(rows))
@@ -114,11 +113,7 @@ def plot_results(records: list[dict], path: str | os.PathLike, title: str | None
     ax.set_title(title or f"cross-modal generalisation ({protocol} protocol)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def eval_results(records: list[dict], dataset_name: str | None = None) -> list[dict]:

@@ -66,7 +66,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .schedule import LR_SCHEDULERS, build_lr_scheduler
-from .step import ENCODER_PASSES
+from .step import ENCODER_PASSES, club_step_features
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "step_"
@@ -573,21 +573,15 @@ def pretrain(cfg: PretrainConfig) -> Path:
         t0 = time.perf_counter()
         for batch_index, batch in enumerate(epoch_loader, start=skip):
             inputs = collate.model_inputs(batch)
-            reencode = cfg.encoder_passes == "per_club_step"
-            features = None
-            if not reencode:
+            features = None  # per_club_step: each CLUB step encodes afresh, the main loss encodes last
+            if cfg.encoder_passes == "once":
                 with autocast():
                     features = model.extract_features(inputs, epoch)
             club_loss = None
             for _ in range(cfg.club_steps):
                 club_opt.zero_grad(set_to_none=True)
                 with autocast():
-                    if reencode:  # the original's schedule: a fresh (gradient-free) encoder pass per CLUB step
-                        with torch.no_grad():
-                            club_features = model.extract_features(inputs, epoch)
-                    else:
-                        club_features = features
-                    club_loss = model.club_loss(club_features)
+                    club_loss = model.club_loss(club_step_features(model, inputs, epoch, features))
                 accelerator.backward(club_loss)
                 average_gradients_(club_params, world)
                 clip_(groups, cfg.clip, club=True)

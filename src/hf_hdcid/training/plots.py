@@ -34,10 +34,9 @@ def read_log(path: str | os.PathLike) -> list[dict]:
 def plot_loss_curves(log_path: str | os.PathLike, out_path: str | os.PathLike, title: str | None = None) -> Path:
     """One panel per loss family (every per-modality / per-layer term a line) against the optimiser step,
     plus codebook health and learning rates; written as a PNG to ``out_path``."""
-    import matplotlib
+    from ..figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     records = read_log(log_path)
     if not records:
@@ -71,11 +70,7 @@ def plot_loss_curves(log_path: str | os.PathLike, out_path: str | os.PathLike, t
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out_path)
 
 
 __all__ = ["plot_loss_curves", "read_log", "PANELS"]

@@ -18,6 +18,15 @@ def check_encoder_passes(encoder_passes: str) -> None:
         raise ValueError(f"encoder_passes: expected one of {ENCODER_PASSES}, got {encoder_passes!r}")
 
 
+def club_step_features(model: HDCIDForPreTraining, batch: dict, epoch: int, features):
+    """The features one CLUB step trains on: the step's shared ``features`` (``encoder_passes="once"``)
+    or, when they are None (``"per_club_step"``), a fresh gradient-free train-mode encoder pass."""
+    if features is not None:
+        return features
+    with torch.no_grad():
+        return model.extract_features(batch, epoch)
+
+
 def pretraining_step(model: HDCIDForPreTraining, batch: dict, epoch: int, main_optimizer: torch.optim.Optimizer,
                      club_optimizer: torch.optim.Optimizer, club_steps: int = 5,
                      encoder_passes: str = "once") -> HDCIDPreTrainingOutput:
@@ -30,13 +39,8 @@ def pretraining_step(model: HDCIDForPreTraining, batch: dict, epoch: int, main_o
     check_encoder_passes(encoder_passes)
     features = None if encoder_passes == "per_club_step" else model.extract_features(batch, epoch)
     for _ in range(club_steps):
-        if encoder_passes == "per_club_step":
-            with torch.no_grad():
-                club_features = model.extract_features(batch, epoch)
-        else:
-            club_features = features
         club_optimizer.zero_grad()
-        model.club_loss(club_features).backward()
+        model.club_loss(club_step_features(model, batch, epoch, features)).backward()
         club_optimizer.step()
     if features is None:
         features = model.extract_features(batch, epoch)
