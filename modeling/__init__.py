@@ -12,11 +12,12 @@ from .modeling_hdcid import (
 )
 from .quantization_hdcid import MultimodalEMACodebook
 from .quantizers_hdcid import FiniteDiscreteTokens, FiniteScalarQuantizer, ResidualEMACodebook, build_quantizer, sparsemax
+from .recurrent_hdcid import AutocastLSTM, lstm_runs_in_autocast_dtype
 from .toc_hdcid import inter_code_similarity, inter_code_variance, select_channels, toc_scores
 
 __all__ = [
     "MODALITIES", "HDCIDConfig", "HDCIDModel", "HDCIDForPreTraining", "HDCIDPreTrainedModel",
     "HDCIDEncoderOutput", "HDCIDModelOutput", "HDCIDPreTrainingOutput", "HDCIDPreTrainingFeatures",
     "MultimodalEMACodebook", "ResidualEMACodebook", "FiniteScalarQuantizer", "FiniteDiscreteTokens",
-    "build_quantizer", "sparsemax", "inter_code_similarity", "inter_code_variance", "toc_scores", "select_channels",
+    "build_quantizer", "sparsemax", "AutocastLSTM", "lstm_runs_in_autocast_dtype", "inter_code_similarity", "inter_code_variance", "toc_scores", "select_channels",
 ]

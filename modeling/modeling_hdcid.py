@@ -24,6 +24,7 @@ from .configuration_hdcid import FSQ_NO_TOC, MODALITIES, HDCIDConfig
 from .objectives_hdcid import CLUBEstimator, CrossModalCPC, cross_modal_code_matching
 from .quantization_hdcid import CodebookOutput, MultimodalEMACodebook
 from .quantizers_hdcid import FiniteDiscreteTokens, build_quantizer
+from .recurrent_hdcid import AutocastLSTM
 from .toc_hdcid import select_channels
 
 AUTO_MAP = {
@@ -236,11 +237,14 @@ def modality_specific_encoder(config: HDCIDConfig, layer: int, modality: str) ->
 
 
 class TextTokenEncoder(nn.Module):
-    """Bidirectional LSTM over the BERT token features: [B, T, text_feature_dim] -> [B, T, 2h]."""
+    """Bidirectional LSTM over the BERT token features: [B, T, text_feature_dim] -> [B, T, 2h].
+
+    Under autocast the output is in the autocast dtype; on CPUs without a reduced-precision oneDNN
+    LSTM (AVX2-only) the LSTM itself runs in float32 (:class:`AutocastLSTM`)."""
 
     def __init__(self, config: HDCIDConfig):
         super().__init__()
-        self.lstm = nn.LSTM(config.text_feature_dim, config.text_lstm_hidden_size,
+        self.lstm = AutocastLSTM(config.text_feature_dim, config.text_lstm_hidden_size,
                             config.text_lstm_num_layers, batch_first=True, bidirectional=True)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:

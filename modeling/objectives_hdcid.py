@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .quantization_hdcid import full_precision, squared_distances
+from .recurrent_hdcid import AutocastLSTM
 
 
 # ---------------------------------------------------------------------------------------------
@@ -45,7 +46,7 @@ class CrossModalCPC(nn.Module):
         self.config = config
         d, steps = config.hidden_size, config.cpc_prediction_steps
         self.context = nn.ModuleDict({
-            m: nn.LSTM(d, d, config.cpc_num_layers, batch_first=True) for m in config.modalities
+            m: AutocastLSTM(d, d, config.cpc_num_layers, batch_first=True) for m in config.modalities
         })
         self.predictors = nn.ModuleDict({
             m: nn.ModuleList(nn.Linear(d, d) for _ in range(steps)) for m in config.modalities

@@ -14,6 +14,11 @@ os.environ["HF_HOME"] = _HF_HOME
 os.environ["HF_MODULES_CACHE"] = os.path.join(_HF_HOME, "modules")
 os.environ.pop("HF_HUB_CACHE", None)
 os.environ.pop("HF_TOKEN", None)
+# One thread, here and in every subprocess (set before torch is imported): the tiny models gain nothing
+# from a second thread on 2 cores, and on a machine shared with other jobs two spinning OpenMP threads
+# per process made a training step 2.5x slower than one (BENCHMARKS.md, issue 13).
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ["MKL_NUM_THREADS"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -23,7 +28,7 @@ os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+torch.set_num_threads(1)
 
 from hf_hdcid import HDCIDConfig  # noqa: E402
 from fake_hub import FakeHub  # noqa: E402

@@ -45,6 +45,11 @@ def test_demo_runs_the_pipeline_end_to_end(tmp_path):
     assert "UNEXPECTED" not in proc.stderr  # pretraining heads are dropped quietly when loading the encoder
 
 
-def test_cli_rejects_unknown_commands():
-    proc = subprocess.run([sys.executable, "-m", "hf_hdcid.cli", "fly"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "invalid choice: 'fly'" in proc.stderr
+def test_cli_rejects_unknown_commands(capsys):
+    import pytest
+
+    from hf_hdcid.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:  # argparse's exit, status 2 (the entry point: the demo test)
+        main(["fly"])
+    assert exit_info.value.code == 2 and "invalid choice: 'fly'" in capsys.readouterr().err

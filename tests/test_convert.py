@@ -337,7 +337,7 @@ def test_unknown_layout_is_refused(tmp_path):
         convert_features("kinetics", tmp_path / "out", CONFIG)
 
 
-def test_convert_features_cli(vggsound, tmp_path):
+def test_convert_features_cli(vggsound, tmp_path, capsys):
     import subprocess
     import sys
 
@@ -350,8 +350,10 @@ def test_convert_features_cli(vggsound, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     data, _ = load_shards(tmp_path / "cli", AV)
     assert sorted(data["clip_id"]) == ["vid_a", "vid_c"]
-    bad = subprocess.run(cmd[:-1] + ["--path", "nonsense"], capture_output=True, text=True, env=env, timeout=300)
-    assert bad.returncode == 2 and "--path: expected KEY=VALUE, got 'nonsense'" in bad.stderr
+    from hf_hdcid.cli import main  # the error path in-process: the entry point ran above
+
+    assert main(cmd[3:-1] + ["--path", "nonsense"]) == 2
+    assert "--path: expected KEY=VALUE, got 'nonsense'" in capsys.readouterr().err
 
 
 def test_vggsound81k_ids_strip_mp4_and_clips_are_unlabelled(vggsound, tmp_path):

@@ -164,7 +164,9 @@ def test_training_step_runs_in_fp32_and_fp64(dtype):
     assert model.hdcid.layers[0].codebook.embed.dtype == dtype
 
 
-def test_training_step_runs_under_bf16_autocast_with_fp32_codebook():
+@pytest.mark.parametrize("lstm_mode", ["auto", "float32"])  # float32: the AVX2-only CPU path, forced
+def test_training_step_runs_under_bf16_autocast_with_fp32_codebook(monkeypatch, lstm_mode):
+    monkeypatch.setenv("HF_HDCID_LSTM_AUTOCAST", lstm_mode)
     torch.manual_seed(0)
     cfg = HDCIDConfig.tiny(warm_start_epoch=0)
     model = HDCIDForPreTraining(cfg).train()

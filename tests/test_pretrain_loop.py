@@ -124,7 +124,9 @@ def test_push_to_hub_uploads_the_final_model_with_its_card(shards, tmp_path, hub
     assert [k for k, v in state.items() if not torch.equal(v, saved["hdcid." + k])] == []
 
 
-def test_bf16_mixed_precision_keeps_fp32_weights_and_codebooks(shards, tmp_path):
+@pytest.mark.parametrize("lstm_mode", ["auto", "float32"])  # float32: the AVX2-only CPU path, forced
+def test_bf16_mixed_precision_keeps_fp32_weights_and_codebooks(shards, tmp_path, monkeypatch, lstm_mode):
+    monkeypatch.setenv("HF_HDCID_LSTM_AUTOCAST", lstm_mode)
     model_dir = pretrain(settings(shards, tmp_path / "bf16", epochs=1, mixed_precision="bf16"))
     log = read_log(tmp_path / "bf16")
     assert len(log) == STEPS_PER_EPOCH and all(r["loss"] == r["loss"] for r in log)  # finite, logged
@@ -324,7 +326,7 @@ def launch_two_processes(shards, out, cwd, *flags) -> None:
 
 def test_two_processes_keep_parameters_and_codebooks_identical_and_resume(shards, tmp_path):
     out = tmp_path / "ddp"
-    launch_two_processes(shards, out, tmp_path)
+    launch_two_processes(shards, out, tmp_path, "--save-every-steps", "4")
     rank0 = torch.load(out / "rank_states" / "rank0.pt")
     rank1 = torch.load(out / "rank_states" / "rank1.pt")
     assert sorted(rank0) == sorted(rank1)
@@ -336,9 +338,12 @@ def test_two_processes_keep_parameters_and_codebooks_identical_and_resume(shards
     saved = load_file(out / "model" / "model.safetensors")  # written by the main process
     assert [k for k in saved if not torch.equal(saved[k], rank0[k])] == []
 
-    # stopped after 4 steps (mid epoch 1) and resumed on 2 processes: the same final state
-    launch_two_processes(shards, tmp_path / "ddp_b", tmp_path, "--max-steps", "4")
-    launch_two_processes(shards, tmp_path / "ddp_b", tmp_path, "--resume-from-checkpoint", "latest")
+    # resumed on 2 processes from the run's mid-epoch checkpoint (step 4 = 1 batch into epoch 1): the same
+    # final state as the run that went on
+    mid = out / "checkpoints" / "step_0000004"
+    assert mid.is_dir(), sorted(p.name for p in list_checkpoints(out))
+    launch_two_processes(shards, tmp_path / "ddp_b", tmp_path, "--resume-from-checkpoint", str(mid))
+    assert [r["step"] for r in read_log(tmp_path / "ddp_b")] == [5, 6]
     for rank in (0, 1):
         resumed = torch.load(tmp_path / "ddp_b" / "rank_states" / f"rank{rank}.pt")
         assert [k for k in rank0 if not torch.equal(rank0[k], resumed[k])] == []
@@ -355,10 +360,11 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(shards, t
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
     script = [sys.executable, str(REPO / "scripts" / "pretrain.py")]
 
+    # the uninterrupted reference runs in this process: the same pretrain() the script calls, same settings
     reference = tmp_path / "uninterrupted"
-    done = subprocess.run(script + args + ["--output-dir", str(reference)], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    pretrain(PretrainConfig(data=str(shards), output_dir=str(reference), epochs=3, batch_size=BATCH, club_steps=1,
+                            save_every_steps=2, progress=False, model_config={"warm_start_epoch": 1},
+                            report_to="none", plot=False))
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(script + args + ["--output-dir", str(killed)], env=env, stdout=subprocess.DEVNULL,

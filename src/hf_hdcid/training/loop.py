@@ -112,7 +112,8 @@ class PretrainConfig:
     save_rank_states: each process also writes its final ``state_dict`` to
         ``output_dir/rank_states/rank{r}.pt`` (for checking that ranks agree).
     mixed_precision: "no" or "bf16" (autocast through Accelerate; codebooks, weights and optimiser
-        states stay fp32). fp16 is not offered: it needs loss scaling, which the hand-averaged and
+        states stay fp32; on CPUs without a bf16 oneDNN LSTM, e.g. AVX2-only, the LSTMs alone run in fp32:
+        :class:`hf_hdcid.modeling.AutocastLSTM`). fp16 is not offered: it needs loss scaling, which the hand-averaged and
         per-module-clipped gradients would have to unscale first; bf16 needs none.
     encoder_passes: "once" (default) or "per_club_step" (the original's club_steps + 1 passes per batch).
     lr_scheduler: one of ``LR_SCHEDULERS`` (:mod:`hf_hdcid.training.schedule`), with warmup_steps
@@ -414,6 +415,27 @@ def _tracker_config(cfg: PretrainConfig) -> dict:
     return flat
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU runs bf16 matmuls and convolutions in hardware-backed oneDNN kernels
+    (AVX-512 and above). On AVX2-only CPUs bf16 is emulated: measured 21x slower per step than
+    float32 at the paper configuration (BENCHMARKS.md, issue 13)."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check()) if check is not None else torch.backends.cpu.get_cpu_capability() != "AVX2"
+
+
+def warn_if_slow_bf16(mixed_precision: str, device: torch.device) -> str | None:
+    """The warning (also returned) for ``mixed_precision="bf16"`` on a CPU without fast bf16."""
+    if mixed_precision != "bf16" or device.type != "cpu" or cpu_has_fast_bf16():
+        return None
+    message = (f"mixed_precision: 'bf16' on a CPU without bf16 kernels (torch CPU capability "
+               f"{torch.backends.cpu.get_cpu_capability()}, no AVX-512): it trains correctly but emulates bf16, "
+               "about 21x slower per step than float32 at the paper configuration; use mixed_precision='no'")
+    import warnings
+
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+    return message
+
+
 def use_cpu() -> bool:
     """``cpu=`` for Accelerator / PartialState: True without an accelerator. Needed for several CPU
     processes: ``accelerate launch --multi_gpu`` (torchrun) on a CPU-only machine gives MULTI_CPU (gloo)
@@ -457,6 +479,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
                                                                             data_seed=cfg.seed),
                                   step_scheduler_with_optimizer=False,  # we step it once per optimiser step
                                   log_with=trackers or None, project_dir=str(output_dir))
+        warn_if_slow_bf16(cfg.mixed_precision, accelerator.device)
         world = accelerator.num_processes
         model_config = build_model_config(cfg, data_path)
         dataset, collate = load_shards(data_path, model_config, split=cfg.split)
