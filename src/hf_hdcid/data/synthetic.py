@@ -11,6 +11,15 @@ from the primary class name (embedded later by :class:`hf_hdcid.data.text.TextFe
 
 Everything is a pure function of (seed, split, clip index): the same clip comes out whatever the
 batch it is generated in. Feature widths follow an :class:`HDCIDConfig`.
+
+Beyond that one world, :class:`SyntheticSpec` has the knobs real audio-visual data turns (a family of
+worlds; the defaults reproduce the bundled benchmark bit for bit): ``av_offset`` (audio events shifted
+against the video by up to +-k seconds), ``distractor_prob`` (unlabelled single-modality events drawn
+from a pool of non-class prototypes), ``nuisance_tail`` (Student-t per-clip nuisance: heavy tails),
+``smear`` (events fade in and out over neighbouring seconds), ``num_factors`` (compositional classes:
+each class is the sum of two of F shared attribute factors), ``nonlinearity`` (the random maps'
+activation) and ``video_shape`` (a rectangle or a smooth Gaussian blob). Draws for the knobs come from
+their own random streams, so turning one on leaves everything else of a clip as it was.
 """
 
 from __future__ import annotations
@@ -36,6 +45,8 @@ PROMPT_TEMPLATES = (
     "you can hear and watch a {} during this video",
 )
 SPLITS = ("pretrain", "train", "test")
+NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu, "sin": torch.sin}
+VIDEO_SHAPES = ("box", "blob")
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,14 @@ class SyntheticSpec:
     noise: float = 0.3
     nuisance: float = 0.5
     min_box: int = 2
+    av_offset: int = 0
+    distractor_prob: float = 0.0
+    num_distractors: int = 8
+    nuisance_tail: float = 0.0
+    smear: int = 0
+    num_factors: int = 0
+    nonlinearity: str = "tanh"
+    video_shape: str = "box"
 
     def validate(self, num_frames: int, spatial: int) -> None:
         if not 2 <= self.num_classes <= len(EVENT_CLASSES):
@@ -64,6 +83,57 @@ class SyntheticSpec:
                 raise ValueError(f"{name}: expected a number >= 0, got {getattr(self, name)}")
         if self.latent_dim < 1:
             raise ValueError(f"latent_dim: expected a positive int, got {self.latent_dim}")
+        if not 0 <= self.av_offset < num_frames:
+            raise ValueError(f"av_offset: expected an int in [0, {num_frames - 1}] (seconds), got {self.av_offset}")
+        if not 0.0 <= self.distractor_prob <= 1.0:
+            raise ValueError(f"distractor_prob: expected a number in [0, 1], got {self.distractor_prob}")
+        if self.num_distractors < 1:
+            raise ValueError(f"num_distractors: expected a positive int, got {self.num_distractors}")
+        if self.nuisance_tail != 0 and not self.nuisance_tail > 0:
+            raise ValueError(f"nuisance_tail: expected 0 (Gaussian) or degrees of freedom > 0, got {self.nuisance_tail}")
+        if not 0 <= self.smear < num_frames:
+            raise ValueError(f"smear: expected an int in [0, {num_frames - 1}] (seconds), got {self.smear}")
+        if self.num_factors:
+            pairs = self.num_factors * (self.num_factors - 1) // 2
+            if self.num_factors < 2 or pairs < self.num_classes:
+                raise ValueError(f"num_factors: expected 0 or F >= 2 with F(F-1)/2 >= num_classes={self.num_classes} "
+                                 f"(one factor pair per class), got {self.num_factors}")
+        if self.nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"nonlinearity: expected one of {tuple(NONLINEARITIES)}, got {self.nonlinearity!r}")
+        if self.video_shape not in VIDEO_SHAPES:
+            raise ValueError(f"video_shape: expected one of {VIDEO_SHAPES}, got {self.video_shape!r}")
+
+
+def shift_window(mask: torch.Tensor, offset: int) -> torch.Tensor:
+    """The window ``mask`` [T] moved by ``offset`` seconds (positive: later), its length kept: a window
+    that would leave the clip stops at the clip's edge (so an event never vanishes)."""
+    if offset == 0:
+        return mask
+    positions = mask.nonzero().flatten()
+    t_len = mask.numel()
+    begin = int(positions[0]) + offset
+    begin = min(max(begin, 0), t_len - len(positions))
+    out = torch.zeros_like(mask)
+    out[begin:begin + len(positions)] = True
+    return out
+
+
+def smear_over_time(z: torch.Tensor, width: int) -> torch.Tensor:
+    """Temporal smearing: z [T, d] averaged over a triangular window of half-width ``width`` seconds
+    (weights width+1-|k|), edges replicated; width 0 returns z."""
+    if width == 0:
+        return z
+    weights = torch.tensor([width + 1 - abs(k) for k in range(-width, width + 1)], dtype=z.dtype)
+    weights = weights / weights.sum()
+    padded = torch.cat([z[:1].expand(width, -1), z, z[-1:].expand(width, -1)])  # [T + 2w, d]
+    return sum(w * padded[i:i + z.shape[0]] for i, w in enumerate(weights))
+
+
+def chi_square_scale(dof: float, generator: torch.Generator) -> float:
+    """sqrt(dof / X) for X ~ chi-square(dof) (the Student-t mixing scale: heavy-tailed for small dof)."""
+    normals = torch.randn(max(1, int(round(dof))), generator=generator)
+    chi2 = float(normals.pow(2).sum()) * dof / max(1, int(round(dof)))
+    return (dof / max(chi2, 1e-6)) ** 0.5
 
 
 def _seed(*parts) -> int:
@@ -72,15 +142,16 @@ def _seed(*parts) -> int:
 
 
 class _NonLinearMap:
-    """A fixed random 2-layer map latent -> features: tanh(x W1) W2 (scaled to unit-ish outputs)."""
+    """A fixed random 2-layer map latent -> features: act(x W1) W2 (scaled to unit-ish outputs)."""
 
-    def __init__(self, latent_dim: int, out_dim: int, generator: torch.Generator):
+    def __init__(self, latent_dim: int, out_dim: int, generator: torch.Generator, nonlinearity: str = "tanh"):
         hidden = max(32, latent_dim * 2)
         self.w1 = torch.randn(latent_dim, hidden, generator=generator) / latent_dim ** 0.5
         self.w2 = torch.randn(hidden, out_dim, generator=generator) / hidden ** 0.5
+        self.act = NONLINEARITIES[nonlinearity]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(x @ self.w1) @ self.w2
+        return self.act(x @ self.w1) @ self.w2
 
 
 class SyntheticAVT:
@@ -93,8 +164,17 @@ class SyntheticAVT:
         d = self.spec.latent_dim
         self.prototypes = torch.randn(self.spec.num_classes, d, generator=g) * 2.0  # [C, d]
         self.background = torch.randn(d, generator=g) * 0.5
-        self.audio_map = _NonLinearMap(d, config.audio_feature_dim, g)
-        self.video_map = _NonLinearMap(d, config.video_feature_dim, g)
+        self.audio_map = _NonLinearMap(d, config.audio_feature_dim, g, self.spec.nonlinearity)
+        self.video_map = _NonLinearMap(d, config.video_feature_dim, g, self.spec.nonlinearity)
+        # the knobs draw from their own streams: the default world stays the bundled benchmark
+        extra = torch.Generator().manual_seed(_seed("world-knobs", seed))
+        if self.spec.num_factors:
+            # compositional classes: class c = factor_i + factor_j for its own pair (i < j) of F factors
+            factors = torch.randn(self.spec.num_factors, d, generator=extra) * 2.0 / 2 ** 0.5  # [F, d]
+            pairs = torch.combinations(torch.arange(self.spec.num_factors), 2)  # [F(F-1)/2, 2]
+            chosen = pairs[torch.randperm(len(pairs), generator=extra)[: self.spec.num_classes]]
+            self.prototypes = factors[chosen].sum(1)  # [C, d]
+        self.distractors = torch.randn(self.spec.num_distractors, d, generator=extra) * 2.0  # [K, d], no class
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -150,31 +230,57 @@ class SyntheticAVT:
             secondary = (other, window(), in_audio)
         mic = torch.randn(spec.latent_dim, generator=g) * spec.nuisance
         camera = torch.randn(spec.latent_dim, generator=g) * spec.nuisance
+        # ------------------------------------------------ the knobs (own stream, drawn in a fixed order)
+        k = torch.Generator().manual_seed(_seed("clip-knobs", self.seed, split, index))
+        offset = int(torch.randint(-spec.av_offset, spec.av_offset + 1, (1,), generator=k)) if spec.av_offset else 0
+        audio_primary = shift_window(primary, offset)  # [T] the audio event, `offset` seconds after the video's
+        distractor = None
+        if spec.distractor_prob and float(torch.rand(1, generator=k)) < spec.distractor_prob:
+            which = int(torch.randint(0, spec.num_distractors, (1,), generator=k))
+            length = int(torch.randint(spec.min_window, t_len + 1, (1,), generator=k))
+            begin = int(torch.randint(0, t_len - length + 1, (1,), generator=k))
+            mask = torch.zeros(t_len, dtype=torch.bool)
+            mask[begin:begin + length] = True
+            distractor = (which, mask, bool(torch.rand(1, generator=k) < 0.5))  # unlabelled, one modality
+        if spec.nuisance_tail:
+            # multivariate Student-t: one chi-square scale per clip and modality -> heavy-tailed magnitudes
+            for_mic, for_camera = (chi_square_scale(spec.nuisance_tail, k) for _ in range(2))
+            mic, camera = mic * for_mic, camera * for_camera
 
         def latents(modality_is_audio: bool) -> torch.Tensor:  # [T, d] event content per segment
             z = self.background.expand(t_len, -1).clone()
-            z[primary] = self.prototypes[label]
+            z[audio_primary if modality_is_audio else primary] = self.prototypes[label]
             if secondary is not None and secondary[2] == modality_is_audio:
                 z[secondary[1]] = z[secondary[1]] + self.prototypes[secondary[0]]
-            return z
+            if distractor is not None and distractor[2] == modality_is_audio:
+                z[distractor[1]] = z[distractor[1]] + self.distractors[distractor[0]]
+            return smear_over_time(z, spec.smear)
 
         audio = self.audio_map(latents(True) + mic) + spec.noise * torch.randn(t_len, cfg.audio_feature_dim, generator=g)
-        # video: the event fills a rectangle of the grid, background elsewhere
+        # video: the event fills a rectangle of the grid (or a smooth blob), background elsewhere
         box_h = int(torch.randint(spec.min_box, s + 1, (1,), generator=g))
         box_w = int(torch.randint(spec.min_box, s + 1, (1,), generator=g))
         top = int(torch.randint(0, s - box_h + 1, (1,), generator=g))
         left = int(torch.randint(0, s - box_w + 1, (1,), generator=g))
-        cells = torch.zeros(s, s, dtype=torch.bool)
-        cells[top:top + box_h, left:left + box_w] = True
         event = latents(False)  # [T, d]
-        grid = torch.where(cells[None, :, :, None], event[:, None, None, :], self.background)  # [T, S, S, d]
+        if spec.video_shape == "blob":
+            # a Gaussian blob centred in the box, as wide as the box: weight 1 at the centre, -> 0 outside
+            rows, cols = torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32)
+            cy, cx = top + (box_h - 1) / 2, left + (box_w - 1) / 2
+            weight = torch.exp(-((rows[:, None] - cy) / (box_h / 2)) ** 2 / 2 - ((cols[None, :] - cx) / (box_w / 2)) ** 2 / 2)
+            weight = weight[None, :, :, None]  # [1, S, S, 1]
+            grid = self.background + weight * (event[:, None, None, :] - self.background)  # [T, S, S, d]
+        else:
+            cells = torch.zeros(s, s, dtype=torch.bool)
+            cells[top:top + box_h, left:left + box_w] = True
+            grid = torch.where(cells[None, :, :, None], event[:, None, None, :], self.background)  # [T, S, S, d]
         video = self.video_map(grid + camera).relu()
         video = video + spec.noise * torch.randn(video.shape, generator=g).abs()
         num_cols = spec.num_classes + 1
         audio_labels = torch.zeros(t_len, num_cols, dtype=torch.int8)
         video_labels = torch.zeros(t_len, num_cols, dtype=torch.int8)
-        for labels in (audio_labels, video_labels):
-            labels[primary, label] = 1
+        audio_labels[audio_primary, label] = 1
+        video_labels[primary, label] = 1
         if secondary is not None:
             target = audio_labels if secondary[2] else video_labels
             target[secondary[1], secondary[0]] = 1
@@ -271,4 +377,5 @@ def random_feature_batch(config: HDCIDConfig, batch_size: int, generator: torch.
     return {"audio": view(config.audio_feature_dim), "video": video, "text": view(config.text_feature_dim)}
 
 
-__all__ = ["random_feature_batch", "SyntheticAVT", "SyntheticSpec", "EVENT_CLASSES", "SPLITS", "build_synthetic_shards"]
+__all__ = ["random_feature_batch", "SyntheticAVT", "SyntheticSpec", "EVENT_CLASSES", "SPLITS", "NONLINEARITIES",
+           "VIDEO_SHAPES", "build_synthetic_shards", "shift_window", "smear_over_time", "chi_square_scale"]
