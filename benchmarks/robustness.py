@@ -180,6 +180,7 @@ def run_one(job: dict) -> dict:
         cfg = PretrainConfig(data=str(data), preset="tiny", epochs=job["epochs"], batch_size=job["batch_size"],
                              lr=job["lr"], club_steps=job["club_steps"], seed=job["seed"], output_dir=str(work),
                              save_every_steps=0, progress=False, plot=False, report_to="none",
+                             normalize_inputs=job.get("normalize_inputs", False),
                              model_config={"num_layers": num_layers, "warm_start_epoch": warm,
                                            **job["model_config"]})
         model_dir = Path(pretrain(cfg))
@@ -314,6 +315,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model-config", default="{}", help="JSON of model option overrides (an ablation)")
     parser.add_argument("--tag", default="defaults", help="name of this variant in records and tables")
     parser.add_argument("--no-floor", action="store_true", help="skip the untrained encoders")
+    parser.add_argument("--normalize-inputs", action="store_true", help="pretrain with normalize_inputs=True")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -343,6 +345,7 @@ def main(argv=None) -> int:
                                                                / ("trained" if trained else "untrained")),
                                  "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                                  "club_steps": args.club_steps, "probe_seeds": args.probe_seeds,
+                                 "normalize_inputs": args.normalize_inputs and trained,
                                  "model_config": model_config if trained else {}})
     print(f"{len(jobs)} runs to do ({len(records)} recorded) in {out}", flush=True)
     if jobs:

@@ -49,6 +49,7 @@ _PRESET_ORIGINAL = dict(
     codebook_init_count=0.0,
     dead_code_reset="stale_ema",
     cpc_softmax_over="predictions",
+    cpc_context_steps="one",
     club_estimator="sampled",
     club_input="quantized",
     club_min_estimate=None,
@@ -149,6 +150,16 @@ class HDCIDConfig(PretrainedConfig):
         use_cmcm (bool): cross-modal code matching loss. On in the paper (eq. 14) and the DCID code;
             off in the original H-DCID code. On by default: measured on the synthetic benchmark it is
             what makes codes agree across modalities (BENCHMARKS.md).
+        cmcm_temperature (float): tau of CMCM's soft code assignment softmax(-||z - e_k|| / tau); 1.0 in
+            the paper and the original code (issue 14 study).
+
+    Inputs
+        input_normalization (dict or None): per-channel standardisation (x - mean) / std of the raw
+            audio / video features before every encoder, ``{"audio": {"mean": [A], "std": [A]},
+            "video": {"mean": [C], "std": [C]}}`` (either key may be left out; video statistics are per
+            channel over all positions). None (default; the paper and the original) feeds the raw
+            features. ``pretrain(..., normalize_inputs=True)`` computes it on the pretraining split and
+            stores it here, so it travels with the checkpoint (issue 14 study).
 
     Pretraining objectives
         cpc_prediction_steps (int): R. cpc_min_start_steps (int): earliest context step (1).
@@ -158,6 +169,9 @@ class HDCIDConfig(PretrainedConfig):
         cpc_softmax_over (str): InfoNCE normalisation. ``"predictions"`` is the original code (its
             LogSoftmax without dim normalises, for a fixed target, over the predictions of the other
             samples); ``"targets"`` is the paper's eq. 13 (negatives are other targets).
+        cpc_context_steps (str): ``"one"`` (default; the paper and the original): one context step t
+            per batch, drawn uniformly; ``"all"``: eq. 13 averaged over every valid t (the same
+            contexts, T - R - min_start times the prediction pairs per step; issue 14 study).
         club_hidden_size (int): CLUB networks' hidden size (their layers are half of it, as in the
             original).
         club_estimator (str): ``"sampled"`` is the original estimator (one shuffled negative per
@@ -249,12 +263,15 @@ class HDCIDConfig(PretrainedConfig):
         dead_code_noise: float = 1.0 / 1024.0,
         sync_codebook: bool = True,
         use_cmcm: bool = True,
+        cmcm_temperature: float = 1.0,
         cpc_prediction_steps: int = 1,
         cpc_min_start_steps: int = 1,
         cpc_num_layers: int = 2,
         cpc_self_weight: float = 0.1,
         cpc_cross_weight: float = 1.0,
         cpc_softmax_over: str = "predictions",
+        cpc_context_steps: str = "one",
+        input_normalization: dict | None = None,
         club_hidden_size: int = 256,
         club_estimator: str = "sampled",
         club_input: str = "quantized",
@@ -313,12 +330,15 @@ class HDCIDConfig(PretrainedConfig):
         self.dead_code_noise = dead_code_noise
         self.sync_codebook = sync_codebook
         self.use_cmcm = use_cmcm
+        self.cmcm_temperature = cmcm_temperature
         self.cpc_prediction_steps = cpc_prediction_steps
         self.cpc_min_start_steps = cpc_min_start_steps
         self.cpc_num_layers = cpc_num_layers
         self.cpc_self_weight = cpc_self_weight
         self.cpc_cross_weight = cpc_cross_weight
         self.cpc_softmax_over = cpc_softmax_over
+        self.cpc_context_steps = cpc_context_steps
+        self.input_normalization = input_normalization
         self.club_hidden_size = club_hidden_size
         self.club_estimator = club_estimator
         self.club_input = club_input
@@ -483,7 +503,8 @@ class HDCIDConfig(PretrainedConfig):
         non_negative("cpc_self_weight")
         non_negative("cpc_cross_weight")
         non_negative("upper_layer_loss_weight")
-        for name in ("ema_epsilon", "layer_norm_eps"):
+        self._validate_input_normalization()
+        for name in ("ema_epsilon", "layer_norm_eps", "cmcm_temperature"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0 or not math.isfinite(v):
                 _fail(name, "a finite number > 0", v)
@@ -504,6 +525,7 @@ class HDCIDConfig(PretrainedConfig):
         choice("video_spatial_pooling", ("mean", "sum"))
         choice("dead_code_reset", ("full", "stale_ema", "none"))
         choice("cpc_softmax_over", ("predictions", "targets"))
+        choice("cpc_context_steps", ("one", "all"))
         choice("club_estimator", ("sampled", "full"))
         choice("club_input", ("quantized", "semantic"))
         if self.club_min_estimate is not None and (
@@ -557,6 +579,27 @@ class HDCIDConfig(PretrainedConfig):
         t = self.fdt_temperature
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or not t > 0:
             _fail("fdt_temperature", "a finite number > 0", t)
+
+    def _validate_input_normalization(self) -> None:
+        norm = self.input_normalization
+        if norm is None:
+            return
+        allowed = [m for m in ("audio", "video") if m in self.modalities]
+        if not isinstance(norm, dict) or not norm or any(k not in allowed for k in norm):
+            _fail("input_normalization", f"None or a dict with keys from {allowed}", norm)
+        for m, stats in norm.items():
+            width = self.audio_feature_dim if m == "audio" else self.video_feature_dim
+            if not isinstance(stats, dict) or sorted(stats) != ["mean", "std"]:
+                _fail(f"input_normalization[{m!r}]", "a dict with keys 'mean' and 'std'", stats)
+            for key in ("mean", "std"):
+                values = stats[key]
+                if (not isinstance(values, list) or len(values) != width
+                        or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                               for v in values)):
+                    _fail(f"input_normalization[{m!r}][{key!r}]", f"a list of {width} finite numbers",
+                          f"{type(values).__name__} of length {len(values) if hasattr(values, '__len__') else '?'}")
+            if any(v <= 0 for v in stats["std"]):
+                _fail(f"input_normalization[{m!r}]['std']", "values > 0", min(stats["std"]))
 
     def validate_toc(self) -> None:
         """Raise ValueError naming the field if ``toc_channels`` / ``toc_settings`` are invalid."""

@@ -440,8 +440,15 @@ class HDCIDModel(HDCIDPreTrainedModel):
         return [layer.codebook.toc_codebook(stage) for layer in self.layers]
 
     def layer_input(self, modality: str, features: torch.Tensor) -> torch.Tensor:
-        """x_{m,1}: the checked features in the model's dtype (text: through the BiLSTM)."""
+        """x_{m,1}: the checked features in the model's dtype, standardised per channel where
+        ``config.input_normalization`` has statistics for the modality (text: through the BiLSTM)."""
         x = features.to(self.dtype) if not torch.is_autocast_enabled(features.device.type) else features
+        stats = (self.config.input_normalization or {}).get(modality)
+        if stats is not None:  # per-channel standardisation of the raw features (last axis)
+            dtype = x.dtype if x.is_floating_point() else self.dtype
+            mean = torch.tensor(stats["mean"], device=x.device, dtype=dtype)
+            std = torch.tensor(stats["std"], device=x.device, dtype=dtype)
+            x = (x.to(dtype) - mean) / std
         return self.text_encoder(x) if modality == "text" else x
 
     def encode(self, modality: str, features: torch.Tensor, apply_toc: bool = False) -> HDCIDEncoderOutput:
@@ -624,7 +631,7 @@ class HDCIDForPreTraining(HDCIDPreTrainedModel):
             losses[f"cpc/{tag}"] = cpc
             layer_terms.append(cpc)
             if cfg.use_cmcm:
-                cmcm = cross_modal_code_matching(lf.semantic, lf.codes.codebook)
+                cmcm = cross_modal_code_matching(lf.semantic, lf.codes.codebook, self.config.cmcm_temperature)
                 losses[f"cmcm/{tag}"] = cmcm
                 layer_terms.append(cmcm)
             layer_total = torch.stack([t.to(torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t

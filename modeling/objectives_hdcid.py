@@ -61,30 +61,35 @@ class CrossModalCPC(nn.Module):
     def forward(self, semantic: dict, t: torch.Tensor | None = None):
         """semantic: {modality: [B, T, D]} continuous modality-general features.
 
-        Returns (nce, accuracy): nce = -(1/(B R)) sum_pairs w_pair sum_i log p(i|i) over all ordered
+        t: context step(s) [n_t]; None draws one (``cpc_context_steps="one"``) or takes every valid
+        step (``"all"``, the loss averaged over them).
+        Returns (nce, accuracy): nce = -(1/(B R n_t)) sum_t sum_pairs w_pair sum_i log p(i|i) over all ordered
         (target n, prediction m) pairs, weight ``cpc_cross_weight`` for n != m and ``cpc_self_weight``
         for n == m; accuracy = mean over the cross-modal pairs.
         """
         cfg = self.config
         first = next(iter(semantic.values()))
         batch, frames, _ = first.shape
-        t = self.sample_time(frames, first.device) if t is None else t
-        future = t + torch.arange(1, cfg.cpc_prediction_steps + 1, device=first.device)  # [R]
-        targets, predictions = {}, {}
-        for m, z in semantic.items():
-            # the LSTM is causal, so its output at step t equals running it on z[:, :t+1]
-            context, _ = self.context[m](z)  # [B, T, D]
-            c_t = context.index_select(1, t).squeeze(1)  # [B, D]
-            predictions[m] = torch.stack([p(c_t) for p in self.predictors[m]], dim=1)  # [B, R, D]
-            targets[m] = z.index_select(1, future)  # [B, R, D]
+        if t is None:
+            t = (torch.arange(cfg.cpc_min_start_steps, frames - cfg.cpc_prediction_steps, device=first.device)
+                 if cfg.cpc_context_steps == "all" else self.sample_time(frames, first.device))  # [n_t]
+        steps = torch.arange(1, cfg.cpc_prediction_steps + 1, device=first.device)  # [R]
+        # the LSTM is causal, so its output at step t equals running it on z[:, :t+1]
+        contexts = {m: self.context[m](z)[0] for m, z in semantic.items()}  # [B, T, D] each
         nce = first.new_zeros(())
         accuracies = []
-        for n, m in itertools.product(semantic, repeat=2):
-            w = cfg.cpc_self_weight if n == m else cfg.cpc_cross_weight
-            nce = nce + w * cpc_info_nce(targets[n], predictions[m], cfg.cpc_softmax_over)
-            if n != m:
-                accuracies.append(cpc_accuracy(targets[n].detach(), predictions[m].detach()))
-        nce = -nce / (batch * cfg.cpc_prediction_steps)
+        for t_i in t.view(-1, 1):  # one context step at a time ([1]); "one" has a single step
+            targets, predictions = {}, {}
+            for m, z in semantic.items():
+                c_t = contexts[m].index_select(1, t_i).squeeze(1)  # [B, D]
+                predictions[m] = torch.stack([p(c_t) for p in self.predictors[m]], dim=1)  # [B, R, D]
+                targets[m] = z.index_select(1, t_i + steps)  # [B, R, D]
+            for n, m in itertools.product(semantic, repeat=2):
+                w = cfg.cpc_self_weight if n == m else cfg.cpc_cross_weight
+                nce = nce + w * cpc_info_nce(targets[n], predictions[m], cfg.cpc_softmax_over)
+                if n != m:
+                    accuracies.append(cpc_accuracy(targets[n].detach(), predictions[m].detach()))
+        nce = -nce / (batch * cfg.cpc_prediction_steps * t.numel())
         return nce, torch.stack(accuracies).mean()
 
 
@@ -155,14 +160,15 @@ class CLUBEstimator(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Cross-modal code matching (CMCM, Liu et al.; in eq. 14)
 # ---------------------------------------------------------------------------------------------
-def code_probabilities(semantic: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
-    """Soft code assignment averaged over time: mean_t softmax_k(-||z_t - e_k||) -> [B, L].
+def code_probabilities(semantic: torch.Tensor, embed: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Soft code assignment averaged over time: mean_t softmax_k(-||z_t - e_k|| / tau) -> [B, L]
+    (tau = 1 in the paper and the original code).
 
     Distances are clamped at a tiny positive value before the square root, so a rounding-negative
     squared distance gives no NaN (the original takes the square root unclamped)."""
     b, t, d = semantic.shape
     dist = squared_distances(semantic.reshape(-1, d), embed)  # [B*T, L]
-    probs = (-dist.clamp_min(1e-12).sqrt()).softmax(dim=-1)
+    probs = (-dist.clamp_min(1e-12).sqrt() / temperature).softmax(dim=-1)
     return probs.view(b, t, -1).mean(1)
 
 
@@ -174,10 +180,10 @@ def code_matching_loss(p_x: torch.Tensor, p_y: torch.Tensor) -> torch.Tensor:
     return -scores.log_softmax(dim=1).diagonal().mean()
 
 
-def cross_modal_code_matching(semantic: dict, embed: torch.Tensor) -> torch.Tensor:
+def cross_modal_code_matching(semantic: dict, embed: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """0.5 * sum over unordered modality pairs of :func:`code_matching_loss` (gradient flows into z)."""
     with full_precision(embed):
-        probs = {m: code_probabilities(z.to(embed.dtype), embed) for m, z in semantic.items()}
+        probs = {m: code_probabilities(z.to(embed.dtype), embed, temperature) for m, z in semantic.items()}
         pairs = itertools.combinations(probs, 2)
         return 0.5 * sum(code_matching_loss(probs[a], probs[b]) for a, b in pairs)
 

@@ -94,6 +94,21 @@ def test_cpc_equals_brute_force(softmax_over):
     torch.testing.assert_close(nce, torch.tensor(-total / (b * 2)), rtol=1e-10, atol=1e-10)
 
 
+def test_cpc_all_context_steps_is_the_mean_over_every_valid_step():
+    torch.manual_seed(1)
+    cfg = HDCIDConfig.tiny(cpc_context_steps="all", cpc_prediction_steps=2)  # T=6, R=2: t in 1..3
+    one = CrossModalCPC(HDCIDConfig.tiny(cpc_prediction_steps=2))
+    cpc = CrossModalCPC(cfg)
+    cpc.load_state_dict(one.state_dict())
+    z = {m: torch.randn(4, cfg.num_frames, cfg.hidden_size) for m in cfg.modalities}
+    nce, accuracy = cpc(z)
+    per_step = [one(z, t=torch.tensor([t])) for t in (1, 2, 3)]
+    torch.testing.assert_close(nce, torch.stack([p[0] for p in per_step]).mean())
+    torch.testing.assert_close(accuracy, torch.stack([p[1] for p in per_step]).mean())
+    with pytest.raises(ValueError, match="cpc_context_steps"):
+        HDCIDConfig.tiny(cpc_context_steps="some")
+
+
 def test_cpc_time_sampling_range():
     cfg = HDCIDConfig()  # T=10, R=1, min start 1 -> t in 1..8 as the original
     cpc = CrossModalCPC(HDCIDConfig.tiny(num_frames=10))
@@ -185,3 +200,14 @@ def test_club_min_estimate_clamps_the_mi_term_and_keeps_the_raw_estimate():
     with pytest.raises(ValueError, match="HDCIDConfig.club_min_estimate: expected None or a finite number"):
         HDCIDConfig.tiny(club_min_estimate=float("-inf"))
     assert HDCIDConfig.original_hdcid().club_min_estimate is None and HDCIDConfig.hdcid().club_min_estimate == 0.0
+
+
+def test_cmcm_temperature_divides_the_distances():
+    z = torch.randn(3, 2, 4)
+    e = torch.randn(5, 4)
+    d = torch.cdist(z.reshape(-1, 4), e)  # [6, 5]
+    expected = (-d / 0.25).softmax(-1).view(3, 2, 5).mean(1)
+    torch.testing.assert_close(code_probabilities(z, e, 0.25), expected)
+    torch.testing.assert_close(code_probabilities(z, e), (-d).softmax(-1).view(3, 2, 5).mean(1))
+    with pytest.raises(ValueError, match="cmcm_temperature"):
+        HDCIDConfig.tiny(cmcm_temperature=0.0)

@@ -400,3 +400,27 @@ def test_loss_curve_log_reader_names_a_broken_line(tmp_path):
     with pytest.raises(ValueError, match="the log has no records to plot"):
         plot_loss_curves(log, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_normalize_inputs_stores_the_pretraining_split_statistics_in_the_config(shards, tmp_path):
+    from hf_hdcid.data.shards import load_shards
+    from hf_hdcid.training.loop import feature_statistics
+
+    model_dir = pretrain(settings(shards, tmp_path / "norm", epochs=1, max_steps=2, normalize_inputs=True,
+                                  toc_channels=0))
+    config = HDCIDForPreTraining.from_pretrained(model_dir).config
+    dataset, collate = load_shards(shards, config, split="pretrain")
+    batch = collate(dataset[:])
+    for m in ("audio", "video"):
+        x = batch[m].double().reshape(-1, batch[m].shape[-1])  # every clip and position
+        torch.testing.assert_close(torch.tensor(config.input_normalization[m]["mean"], dtype=torch.float64),
+                                   x.mean(0), rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(torch.tensor(config.input_normalization[m]["std"], dtype=torch.float64),
+                                   x.std(0, unbiased=False), rtol=1e-7, atol=1e-9)
+    assert "text" not in config.input_normalization
+    # chunked sums equal one pass
+    chunked, whole = feature_statistics(dataset, collate, config, chunk=5), feature_statistics(dataset, collate, config)
+    for m in chunked:
+        assert chunked[m]["mean"] == pytest.approx(whole[m]["mean"], rel=1e-9, abs=1e-12)
+    with pytest.raises(ValueError, match="normalize_inputs: expected True or False"):
+        settings(shards, tmp_path / "bad", normalize_inputs="yes")

@@ -121,6 +121,9 @@ class PretrainConfig:
     report_to: Accelerate trackers besides the JSONL log: "auto" (TensorBoard when installed), "none",
         or a tracker name / list of names ("tensorboard", "wandb", ...; must be installed).
     plot: write ``loss_curves.png`` (output_dir and the model folder) at the end.
+    normalize_inputs: compute per-channel mean / std of the audio and video features of ``split`` before
+        training and store them as ``config.input_normalization`` (the encoders then see standardised
+        features; the statistics travel with the checkpoint). Ignored when ``model_config`` gives them.
     push_to_hub / hub_model_id / hub_private: upload the final model folder (weights, config, remote
         code, card, figures) to the Hub repo ``hub_model_id`` (checked, with the token, before training).
     """
@@ -157,6 +160,7 @@ class PretrainConfig:
     push_to_hub: bool = False
     hub_model_id: str | None = None
     hub_private: bool = False
+    normalize_inputs: bool = False
 
     def __post_init__(self):
         if self.data is not None:
@@ -202,6 +206,8 @@ class PretrainConfig:
             fail("output_dir", "a folder path")
         if self.encoder_passes not in ENCODER_PASSES:
             fail("encoder_passes", f"one of {ENCODER_PASSES}")
+        if not isinstance(self.normalize_inputs, bool):
+            fail("normalize_inputs", "True or False")
         if self.lr_scheduler not in LR_SCHEDULERS:
             fail("lr_scheduler", f"one of {LR_SCHEDULERS}")
         if not _is_int(self.warmup_steps) or self.warmup_steps < 0:
@@ -276,6 +282,27 @@ def build_model_config(cfg: PretrainConfig, data_path: Path):
         raise ValueError(f"data: the model's modalities {list(config.modalities)} need {missing}, which the shards "
                          f"at {data_path} do not have (they have {present})")
     return config
+
+
+def feature_statistics(dataset, collate, config, chunk: int = 256) -> dict:
+    """Per-channel mean and std (float64 sums over every clip and position) of the audio / video
+    features of ``dataset`` -> ``{modality: {"mean": [C], "std": [C]}}`` for
+    ``HDCIDConfig.input_normalization``; a constant channel gets std 1."""
+    sums = {}
+    for start in range(0, len(dataset), chunk):
+        batch = collate(dataset[start:start + chunk])
+        for m in ("audio", "video"):
+            if m in config.modalities:
+                x = batch[m].double().reshape(-1, batch[m].shape[-1])  # [N*T(*H*W), C]
+                n, s1, s2 = sums.get(m, (0, 0.0, 0.0))
+                sums[m] = (n + x.shape[0], s1 + x.sum(0), s2 + x.pow(2).sum(0))
+    stats = {}
+    for m, (n, s1, s2) in sums.items():
+        mean = s1 / n
+        std = (s2 / n - mean.pow(2)).clamp_min(0).sqrt()
+        std = torch.where(std > 1e-6, std, torch.ones_like(std))
+        stats[m] = {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+    return stats
 
 
 def check_output_dir(path: Path) -> None:
@@ -483,6 +510,9 @@ def pretrain(cfg: PretrainConfig) -> Path:
         world = accelerator.num_processes
         model_config = build_model_config(cfg, data_path)
         dataset, collate = load_shards(data_path, model_config, split=cfg.split)
+        if cfg.normalize_inputs and model_config.input_normalization is None:
+            model_config.input_normalization = feature_statistics(dataset, collate, model_config)
+            model_config.validate_hdcid()
         global_batch = cfg.batch_size * world
         if global_batch > len(dataset):
             raise ValueError(f"batch_size: {cfg.batch_size} x {world} process(es) = {global_batch} is larger than "

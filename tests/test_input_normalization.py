@@ -1,0 +1,47 @@
+"""HDCIDConfig.input_normalization: per-channel standardisation before the encoders (issue 14)."""
+
+import pytest
+import torch
+
+from hf_hdcid import HDCIDConfig, HDCIDModel
+
+
+def stats(width, mean, std):
+    return {"mean": [float(mean)] * width, "std": [float(std)] * width}
+
+
+def test_encoders_see_standardised_features_and_the_config_round_trips(tmp_path):
+    norm = {"audio": stats(8, 1.0, 2.0), "video": {"mean": [0.1 * c for c in range(12)], "std": [0.5] * 12}}
+    model = HDCIDModel(HDCIDConfig.tiny(input_normalization=norm)).eval()
+    plain = HDCIDModel(HDCIDConfig.tiny()).eval()
+    plain.load_state_dict(model.state_dict())
+    audio, video = torch.randn(2, 6, 8), torch.rand(2, 6, 5, 5, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode("audio", audio).semantic[0],
+                                   plain.encode("audio", (audio - 1.0) / 2.0).semantic[0])
+        shifted = (video - torch.arange(12) * 0.1) / 0.5  # per channel, the last axis
+        torch.testing.assert_close(model.encode("video", video).semantic[0], plain.encode("video", shifted).semantic[0])
+        torch.testing.assert_close(model.encode("text", torch.randn(2, 6, 20)).semantic[0].shape, (2, 6, 16))
+    model.save_pretrained(tmp_path / "m")
+    again = HDCIDModel.from_pretrained(tmp_path / "m").eval()
+    assert again.config.input_normalization == norm
+    with torch.no_grad():
+        torch.testing.assert_close(again.encode("audio", audio).indices[0], model.encode("audio", audio).indices[0])
+
+
+@pytest.mark.parametrize("norm, message", [
+    ({"text": stats(20, 0, 1)}, r"input_normalization: expected None or a dict with keys from \['audio', 'video'\]"),
+    ({"audio": {"mean": [0.0] * 8}}, r"input_normalization\['audio'\]: expected a dict with keys 'mean' and 'std'"),
+    ({"audio": {"mean": [0.0] * 7, "std": [1.0] * 8}},
+     r"input_normalization\['audio'\]\['mean'\]: expected a list of 8 finite numbers, got 'list of length 7'"),
+    ({"video": {"mean": [0.0] * 12, "std": [1.0] * 11 + [0.0]}}, r"input_normalization\['video'\]\['std'\]: expected values > 0"),
+    ({"audio": {"mean": [float("nan")] * 8, "std": [1.0] * 8}}, r"input_normalization\['audio'\]\['mean'\]"),
+])
+def test_bad_statistics_name_the_field(norm, message):
+    with pytest.raises(ValueError, match=message):
+        HDCIDConfig.tiny(input_normalization=norm)
+
+
+def test_default_is_no_normalization_in_every_preset():
+    for preset in ("tiny", "hdcid", "dcid", "original_hdcid", "original_dcid"):
+        assert getattr(HDCIDConfig, preset)().input_normalization is None
