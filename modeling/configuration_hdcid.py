@@ -49,7 +49,6 @@ _PRESET_ORIGINAL = dict(
     codebook_init_count=0.0,
     dead_code_reset="stale_ema",
     cpc_softmax_over="predictions",
-    cpc_context_steps="one",
     club_estimator="sampled",
     club_input="quantized",
     club_min_estimate=None,

@@ -45,3 +45,14 @@ def test_bad_statistics_name_the_field(norm, message):
 def test_default_is_no_normalization_in_every_preset():
     for preset in ("tiny", "hdcid", "dcid", "original_hdcid", "original_dcid"):
         assert getattr(HDCIDConfig, preset)().input_normalization is None
+
+
+def test_the_model_card_summarises_the_statistics_instead_of_dumping_them(tmp_path):
+    from hf_hdcid import HDCIDForPreTraining
+    from hf_hdcid.hub import render_model_card
+
+    norm = {"audio": stats(8, 0.5, 2.0), "video": stats(12, 0.0, 1.0)}
+    HDCIDForPreTraining(HDCIDConfig.tiny(input_normalization=norm)).save_pretrained(tmp_path / "m")
+    text = render_model_card(tmp_path / "m").text
+    assert "per-channel mean / std of audio (8 channels), video (12 channels)" in text
+    assert "0.5, 0.5" not in text

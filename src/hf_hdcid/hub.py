@@ -329,7 +329,13 @@ def _options_section(config) -> dict:
                    for name, meaning in BEHAVIOUR_OPTIONS.items() if getattr(config, name) != getattr(defaults, name)]
     fields = [p for p in inspect.signature(HDCIDConfig.__init__).parameters
               if p not in ("self", "kwargs", "toc_channels", "toc_settings") and p not in BEHAVIOUR_OPTIONS]
-    other_rows = [(f, _cell(getattr(config, f)), _cell(getattr(defaults, f))) for f in fields
+    def cell(name, value):
+        if name == "input_normalization" and isinstance(value, dict):  # statistics: summarised, not dumped
+            return "per-channel mean / std of " + ", ".join(
+                f"{m} ({len(stats.get('mean', []))} channels)" for m, stats in value.items() if isinstance(stats, dict))
+        return _cell(value)
+
+    other_rows = [(f, cell(f, getattr(config, f)), cell(f, getattr(defaults, f))) for f in fields
                   if getattr(config, f) != getattr(defaults, f)]
     return {"option_rows": option_rows, "other_rows": other_rows}
 
