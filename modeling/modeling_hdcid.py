@@ -432,6 +432,7 @@ class HDCIDModel(HDCIDPreTrainedModel):
         super().__init__(config)
         self.text_encoder = TextTokenEncoder(config) if "text" in config.modalities else None
         self.layers = nn.ModuleList(HDCIDLayer(config, k) for k in range(config.num_layers))
+        self._normalization_cache = {}  # (modality, device, dtype) -> (stats, mean, std): see layer_input
         self.post_init()
 
     def codebooks(self, stage: int = 0) -> list[torch.Tensor]:
@@ -445,11 +446,20 @@ class HDCIDModel(HDCIDPreTrainedModel):
         x = features.to(self.dtype) if not torch.is_autocast_enabled(features.device.type) else features
         stats = (self.config.input_normalization or {}).get(modality)
         if stats is not None:  # per-channel standardisation of the raw features (last axis)
-            dtype = x.dtype if x.is_floating_point() else self.dtype
-            mean = torch.tensor(stats["mean"], device=x.device, dtype=dtype)
-            std = torch.tensor(stats["std"], device=x.device, dtype=dtype)
-            x = (x.to(dtype) - mean) / std
+            mean, std = self._normalization_tensors(modality, stats, x.device, x.dtype)
+            x = (x - mean) / std
         return self.text_encoder(x) if modality == "text" else x
+
+    def _normalization_tensors(self, modality: str, stats: dict, device, dtype):
+        """(mean [C], std [C]) of ``stats`` on ``device`` in ``dtype``, built once per key (no host-to-
+        device copy per call); rebuilt if the config's statistics object is replaced."""
+        cache, key = self._normalization_cache, (modality, device, dtype)
+        hit = cache.get(key)
+        if hit is None or hit[0] is not stats:
+            hit = (stats, torch.tensor(stats["mean"], device=device, dtype=dtype),
+                   torch.tensor(stats["std"], device=device, dtype=dtype))
+            cache[key] = hit
+        return hit[1], hit[2]
 
     def encode(self, modality: str, features: torch.Tensor, apply_toc: bool = False) -> HDCIDEncoderOutput:
         """Features of one modality -> per-layer semantic features, codes and indices.

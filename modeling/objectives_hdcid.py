@@ -74,21 +74,21 @@ class CrossModalCPC(nn.Module):
             t = (torch.arange(cfg.cpc_min_start_steps, frames - cfg.cpc_prediction_steps, device=first.device)
                  if cfg.cpc_context_steps == "all" else self.sample_time(frames, first.device))  # [n_t]
         steps = torch.arange(1, cfg.cpc_prediction_steps + 1, device=first.device)  # [R]
-        # the LSTM is causal, so its output at step t equals running it on z[:, :t+1]
-        contexts = {m: self.context[m](z)[0] for m, z in semantic.items()}  # [B, T, D] each
+        future = (t.view(-1, 1) + steps).flatten()  # [n_t * R]: t_1+1 .. t_1+R, t_2+1, ...
+        targets, predictions = {}, {}
+        for m, z in semantic.items():
+            # the LSTM is causal, so its output at step t equals running it on z[:, :t+1]
+            c_t = self.context[m](z)[0].index_select(1, t)  # [B, n_t, D]
+            predictions[m] = torch.stack([p(c_t) for p in self.predictors[m]], dim=2).flatten(1, 2)  # [B, n_t*R, D]
+            targets[m] = z.index_select(1, future)  # [B, n_t*R, D]
+        # (t, r) pairs are independent InfoNCE problems: one axis of n_t * R "steps" for eq. 13
         nce = first.new_zeros(())
         accuracies = []
-        for t_i in t.view(-1, 1):  # one context step at a time ([1]); "one" has a single step
-            targets, predictions = {}, {}
-            for m, z in semantic.items():
-                c_t = contexts[m].index_select(1, t_i).squeeze(1)  # [B, D]
-                predictions[m] = torch.stack([p(c_t) for p in self.predictors[m]], dim=1)  # [B, R, D]
-                targets[m] = z.index_select(1, t_i + steps)  # [B, R, D]
-            for n, m in itertools.product(semantic, repeat=2):
-                w = cfg.cpc_self_weight if n == m else cfg.cpc_cross_weight
-                nce = nce + w * cpc_info_nce(targets[n], predictions[m], cfg.cpc_softmax_over)
-                if n != m:
-                    accuracies.append(cpc_accuracy(targets[n].detach(), predictions[m].detach()))
+        for n, m in itertools.product(semantic, repeat=2):
+            w = cfg.cpc_self_weight if n == m else cfg.cpc_cross_weight
+            nce = nce + w * cpc_info_nce(targets[n], predictions[m], cfg.cpc_softmax_over)
+            if n != m:
+                accuracies.append(cpc_accuracy(targets[n].detach(), predictions[m].detach()))
         nce = -nce / (batch * cfg.cpc_prediction_steps * t.numel())
         return nce, torch.stack(accuracies).mean()
 

@@ -56,3 +56,40 @@ def test_the_model_card_summarises_the_statistics_instead_of_dumping_them(tmp_pa
     text = render_model_card(tmp_path / "m").text
     assert "per-channel mean / std of audio (8 channels), video (12 channels)" in text
     assert "0.5, 0.5" not in text
+
+
+def test_replaced_statistics_are_used_at_the_next_call():
+    model = HDCIDModel(HDCIDConfig.tiny(input_normalization={"audio": stats(8, 0.0, 1.0)})).eval()
+    audio = torch.randn(2, 6, 8)
+    with torch.no_grad():
+        before = model.encode("audio", audio).semantic[0]
+        model.config.input_normalization = {"audio": stats(8, 3.0, 1.0)}
+        after = model.encode("audio", audio).semantic[0]
+        model.config.input_normalization = None
+        plain = model.encode("audio", audio - 3.0).semantic[0]
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, plain)
+
+
+def test_feature_statistics_match_torch_and_give_constant_channels_std_one():
+    from hf_hdcid.training.loop import feature_statistics
+
+    config = HDCIDConfig.tiny(modalities=["audio", "video"])
+    g = torch.Generator().manual_seed(0)
+    rows = [{"audio": torch.randn(6, 8, generator=g) * 3 + 1, "video": torch.rand(6, 5, 5, 12, generator=g)}
+            for _ in range(11)]
+    for r in rows:
+        r["audio"][:, 2] = 4.0  # a constant channel
+
+    def collate(batch):
+        return {m: torch.stack([r[m] for r in batch]) for m in ("audio", "video")}
+
+    got = feature_statistics(rows, collate, config, chunk=4)  # 4 + 4 + 3 rows
+    audio = torch.stack([r["audio"] for r in rows]).double().reshape(-1, 8)
+    video = torch.stack([r["video"] for r in rows]).double().reshape(-1, 12)
+    expected_std = audio.std(0, unbiased=False)
+    expected_std[2] = 1.0
+    torch.testing.assert_close(torch.tensor(got["audio"]["mean"], dtype=torch.float64), audio.mean(0))
+    torch.testing.assert_close(torch.tensor(got["audio"]["std"], dtype=torch.float64), expected_std)
+    torch.testing.assert_close(torch.tensor(got["video"]["std"], dtype=torch.float64), video.std(0, unbiased=False))
+    assert got["audio"]["mean"][2] == pytest.approx(4.0)

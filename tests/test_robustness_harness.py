@@ -39,3 +39,17 @@ def test_floor_gap_rule():
     records = [record("hdcid", s, True, 0.21) for s in range(3)] + [record("hdcid", s, False, 0.14) for s in range(3)]
     (row,) = rows(robustness.summarise(records, {"bundled": {"audio": 0.6, "video": 0.5}}, ["bundled"], "t"))
     assert row.endswith("| no |") and "H-DCID" in row
+
+
+def test_linear_probe_separates_separable_classes_and_not_random_labels():
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(4, 6, generator=g) * 5
+    y = torch.arange(400) % 4
+    x = centres[y] + torch.randn(400, 6, generator=g) * 0.05
+    y_random = torch.randint(0, 4, (400,), generator=g)
+    (separable,) = robustness.linear_probe_accuracy(x[:300], y[:300], [(x[300:], y[300:])], epochs=100)
+    (random_labels,) = robustness.linear_probe_accuracy(x[:300], y_random[:300], [(x[300:], y_random[300:])],
+                                                        epochs=100)
+    assert separable == 1.0 and random_labels < 0.45

@@ -41,8 +41,8 @@ def test_smear_over_time_is_a_triangular_average_with_replicated_edges():
 
 def test_chi_square_scale_has_heavy_tails_for_few_degrees_of_freedom():
     g = torch.Generator().manual_seed(0)
-    heavy = torch.tensor([chi_square_scale(3.0, g) for _ in range(4000)])
-    light = torch.tensor([chi_square_scale(200.0, g) for _ in range(4000)])
+    heavy = torch.tensor([chi_square_scale(3, g) for _ in range(4000)])
+    light = torch.tensor([chi_square_scale(200, g) for _ in range(4000)])
     # Student-t scale sqrt(nu / chi2_nu): P(scale > 2) = P(chi2_3 < 0.75) = 0.139; for nu = 200 it is ~0
     assert 0.11 < float((heavy > 2).float().mean()) < 0.17
     assert float((light > 1.3).float().mean()) == 0.0 and abs(float(light.median()) - 1.0) < 0.02
@@ -128,7 +128,8 @@ def test_nonlinearity_changes_the_maps(nonlinearity):
     ("av_offset", 6, r"av_offset: expected an int in \[0, 5\] \(seconds\), got 6"),
     ("distractor_prob", 1.5, r"distractor_prob: expected a number in \[0, 1\], got 1.5"),
     ("num_distractors", 0, r"num_distractors: expected a positive int, got 0"),
-    ("nuisance_tail", -1.0, r"nuisance_tail: expected 0 \(Gaussian\) or degrees of freedom > 0, got -1.0"),
+    ("nuisance_tail", -1.0, r"nuisance_tail: expected 0 \(Gaussian\) or whole degrees of freedom >= 1, got -1.0"),
+    ("nuisance_tail", 2.5, r"nuisance_tail: expected 0 \(Gaussian\) or whole degrees of freedom >= 1, got 2.5"),
     ("smear", -1, r"smear: expected an int in \[0, 5\]"),
     ("nonlinearity", "gelu", r"nonlinearity: expected one of \('tanh', 'relu', 'sin'\), got 'gelu'"),
     ("video_shape", "disc", r"video_shape: expected one of \('box', 'blob'\), got 'disc'"),

@@ -70,29 +70,31 @@ class SyntheticSpec:
     video_shape: str = "box"
 
     def validate(self, num_frames: int, spatial: int) -> None:
-        if not 2 <= self.num_classes <= len(EVENT_CLASSES):
-            raise ValueError(f"num_classes: expected an int in [2, {len(EVENT_CLASSES)}], got {self.num_classes}")
-        if not 0.0 <= self.secondary_prob <= 1.0:
-            raise ValueError(f"secondary_prob: expected a number in [0, 1], got {self.secondary_prob}")
-        if not 1 <= self.min_window <= num_frames:
-            raise ValueError(f"min_window: expected an int in [1, {num_frames}], got {self.min_window}")
-        if not 1 <= self.min_box <= spatial:
-            raise ValueError(f"min_box: expected an int in [1, {spatial}], got {self.min_box}")
+        def int_in(name, low, high, unit=""):
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"{name}: expected an int in [{low}, {high}]{unit}, got {value}")
+
+        def probability(name):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name}: expected a number in [0, 1], got {getattr(self, name)}")
+
+        int_in("num_classes", 2, len(EVENT_CLASSES))
+        int_in("min_window", 1, num_frames)
+        int_in("min_box", 1, spatial)
+        int_in("av_offset", 0, num_frames - 1, " (seconds)")
+        int_in("smear", 0, num_frames - 1, " (seconds)")
+        probability("secondary_prob")
+        probability("distractor_prob")
         for name in ("noise", "nuisance"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected a number >= 0, got {getattr(self, name)}")
-        if self.latent_dim < 1:
-            raise ValueError(f"latent_dim: expected a positive int, got {self.latent_dim}")
-        if not 0 <= self.av_offset < num_frames:
-            raise ValueError(f"av_offset: expected an int in [0, {num_frames - 1}] (seconds), got {self.av_offset}")
-        if not 0.0 <= self.distractor_prob <= 1.0:
-            raise ValueError(f"distractor_prob: expected a number in [0, 1], got {self.distractor_prob}")
-        if self.num_distractors < 1:
-            raise ValueError(f"num_distractors: expected a positive int, got {self.num_distractors}")
-        if self.nuisance_tail != 0 and not self.nuisance_tail > 0:
-            raise ValueError(f"nuisance_tail: expected 0 (Gaussian) or degrees of freedom > 0, got {self.nuisance_tail}")
-        if not 0 <= self.smear < num_frames:
-            raise ValueError(f"smear: expected an int in [0, {num_frames - 1}] (seconds), got {self.smear}")
+        for name in ("latent_dim", "num_distractors"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive int, got {getattr(self, name)}")
+        tail = self.nuisance_tail
+        if tail != 0 and not (tail >= 1 and float(tail).is_integer()):
+            raise ValueError(f"nuisance_tail: expected 0 (Gaussian) or whole degrees of freedom >= 1, got {tail}")
         if self.num_factors:
             pairs = self.num_factors * (self.num_factors - 1) // 2
             if self.num_factors < 2 or pairs < self.num_classes:
@@ -129,11 +131,11 @@ def smear_over_time(z: torch.Tensor, width: int) -> torch.Tensor:
     return sum(w * padded[i:i + z.shape[0]] for i, w in enumerate(weights))
 
 
-def chi_square_scale(dof: float, generator: torch.Generator) -> float:
-    """sqrt(dof / X) for X ~ chi-square(dof) (the Student-t mixing scale: heavy-tailed for small dof)."""
-    normals = torch.randn(max(1, int(round(dof))), generator=generator)
-    chi2 = float(normals.pow(2).sum()) * dof / max(1, int(round(dof)))
-    return (dof / max(chi2, 1e-6)) ** 0.5
+def chi_square_scale(dof: int, generator: torch.Generator) -> float:
+    """sqrt(dof / X) for X ~ chi-square(dof), a sum of ``dof`` squared standard normals (the
+    Student-t mixing scale: heavy-tailed for few degrees of freedom)."""
+    chi2 = float(torch.randn(int(dof), generator=generator).pow(2).sum())
+    return (dof / max(chi2, 1e-12)) ** 0.5
 
 
 def _seed(*parts) -> int:
@@ -213,9 +215,9 @@ class SyntheticAVT:
         t_len, s = cfg.num_frames, cfg.video_spatial_size
         g = torch.Generator().manual_seed(_seed("clip", self.seed, split, index))
 
-        def window():
-            length = int(torch.randint(spec.min_window, t_len + 1, (1,), generator=g))
-            begin = int(torch.randint(0, t_len - length + 1, (1,), generator=g))
+        def window(generator=g):
+            length = int(torch.randint(spec.min_window, t_len + 1, (1,), generator=generator))
+            begin = int(torch.randint(0, t_len - length + 1, (1,), generator=generator))
             mask = torch.zeros(t_len, dtype=torch.bool)
             mask[begin:begin + length] = True
             return mask
@@ -237,11 +239,7 @@ class SyntheticAVT:
         distractor = None
         if spec.distractor_prob and float(torch.rand(1, generator=k)) < spec.distractor_prob:
             which = int(torch.randint(0, spec.num_distractors, (1,), generator=k))
-            length = int(torch.randint(spec.min_window, t_len + 1, (1,), generator=k))
-            begin = int(torch.randint(0, t_len - length + 1, (1,), generator=k))
-            mask = torch.zeros(t_len, dtype=torch.bool)
-            mask[begin:begin + length] = True
-            distractor = (which, mask, bool(torch.rand(1, generator=k) < 0.5))  # unlabelled, one modality
+            distractor = (which, window(k), bool(torch.rand(1, generator=k) < 0.5))  # unlabelled, one modality
         if spec.nuisance_tail:
             # multivariate Student-t: one chi-square scale per clip and modality -> heavy-tailed magnitudes
             for_mic, for_camera = (chi_square_scale(spec.nuisance_tail, k) for _ in range(2))

@@ -447,7 +447,7 @@ def cpu_has_fast_bf16() -> bool:
     (AVX-512 and above). On AVX2-only CPUs bf16 is emulated: measured 21x slower per step than
     float32 at the paper configuration (BENCHMARKS.md, issue 13)."""
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(check()) if check is not None else torch.backends.cpu.get_cpu_capability() != "AVX2"
+    return bool(check()) if check is not None else torch.backends.cpu.get_cpu_capability() not in ("AVX2", "DEFAULT")
 
 
 def warn_if_slow_bf16(mixed_precision: str, device: torch.device) -> str | None:
