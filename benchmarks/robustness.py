@@ -16,15 +16,20 @@ nuisance, smearing, compositional classes, non-linearity, blob video) this scrip
    features of ONE modality (audio, video; epoch chosen on held-out train clips) as the ceiling of what
    the features hold about the class.
 
-Results go to ``OUT/records.jsonl`` (one line per run; reruns skip what is there), ``OUT/robustness.md``
-and ``OUT/robustness.png``. Runs are spread over ``--jobs`` processes of one torch thread each.
+Results go to ``OUT/records.jsonl`` (one line per run; reruns skip what is there), ``OUT/robustness_TAG.md``
+and ``OUT/robustness_TAG.png``. Runs are spread over ``--jobs`` processes of one torch thread each.
 
-Usage (the BENCHMARKS.md sweep)::
+Usage (the BENCHMARKS.md sweep of today's defaults: standardised inputs, no cross commitment)::
 
     .venv/bin/python benchmarks/robustness.py --out outputs/robustness --seeds 0 1 2 --jobs 2
 
-``--model-config '{"input_normalization": "none"}'`` overrides model options for an ablation (name it
-with ``--tag``); ``--settings`` picks settings by name.
+The recipe before issue 14 (raw inputs, the original's cross-modal commitment terms)::
+
+    .venv/bin/python benchmarks/robustness.py --out outputs/robustness --tag before --no-normalize-inputs \
+        --model-config '{"commitment_cross_weight": 1.0}'
+
+``--model-config`` overrides model options for an ablation (name it with ``--tag``); ``--settings``
+picks settings by name, ``--models`` the models, ``--no-floor`` skips the untrained encoders.
 """
 
 from __future__ import annotations
@@ -37,25 +42,15 @@ import sys
 import time
 from pathlib import Path
 
-SETTINGS = {
-    # name: SyntheticSpec overrides (num_classes defaults to 10, as in the demo)
-    "bundled": {},
-    "offset1": {"av_offset": 1},
-    "offset2": {"av_offset": 2},
-    "distractors": {"distractor_prob": 0.6},
-    "heavy_nuisance": {"nuisance": 1.0, "nuisance_tail": 3.0},
-    "smear_blob": {"smear": 1, "video_shape": "blob"},
-    "compositional_sin": {"num_classes": 12, "num_factors": 6, "nonlinearity": "sin"},
-    "hard": {"num_classes": 12, "num_factors": 6, "av_offset": 1, "distractor_prob": 0.6, "nuisance": 1.0,
-             "nuisance_tail": 3.0, "smear": 1, "video_shape": "blob"},
-}
+from hf_hdcid.data.synthetic import ROBUSTNESS_SETTINGS as SETTINGS  # name -> SyntheticSpec overrides
+
 MODELS = {"dcid": 1, "hdcid": 2}
 
 
 def spec_for(setting: str):
-    from hf_hdcid.data.synthetic import SyntheticSpec
+    from hf_hdcid.data.synthetic import robustness_spec
 
-    return SyntheticSpec(**{"num_classes": 10, **SETTINGS[setting]})
+    return robustness_spec(setting)
 
 
 def build_world(setting: str, out: Path, clips: dict, world_seed: int) -> Path:
@@ -180,7 +175,7 @@ def run_one(job: dict) -> dict:
         cfg = PretrainConfig(data=str(data), preset="tiny", epochs=job["epochs"], batch_size=job["batch_size"],
                              lr=job["lr"], club_steps=job["club_steps"], seed=job["seed"], output_dir=str(work),
                              save_every_steps=0, progress=False, plot=False, report_to="none",
-                             normalize_inputs=job.get("normalize_inputs", False),
+                             normalize_inputs=job["normalize_inputs"],
                              model_config={"num_layers": num_layers, "warm_start_epoch": warm,
                                            **job["model_config"]})
         model_dir = Path(pretrain(cfg))
@@ -189,6 +184,11 @@ def run_one(job: dict) -> dict:
         torch.manual_seed(job["seed"])
         config = HDCIDConfig.tiny(text_feature_dim=info["config"]["text_feature_dim"], num_layers=num_layers,
                                   **job["model_config"])
+        if job["normalize_inputs"]:  # the floor of a normalised variant sees the same (standardised) inputs
+            from hf_hdcid.training.loop import feature_statistics
+
+            pretrain_split, pretrain_collate = load_shards(data, config, split="pretrain")
+            config.input_normalization = feature_statistics(pretrain_split, pretrain_collate, config)
         model = HDCIDForPreTraining(config).eval()
         model.compute_toc(num_channels=config.hidden_size // 2)
         model_dir = work / "model"
@@ -315,7 +315,8 @@ def main(argv=None) -> int:
     parser.add_argument("--model-config", default="{}", help="JSON of model option overrides (an ablation)")
     parser.add_argument("--tag", default="defaults", help="name of this variant in records and tables")
     parser.add_argument("--no-floor", action="store_true", help="skip the untrained encoders")
-    parser.add_argument("--normalize-inputs", action="store_true", help="pretrain with normalize_inputs=True")
+    parser.add_argument("--normalize-inputs", action=argparse.BooleanOptionalAction, default=True,
+                        help="pretrain with input standardisation (the default; --no-normalize-inputs: raw features)")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -327,6 +328,8 @@ def main(argv=None) -> int:
     records = [json.loads(line) for line in records_path.read_text().splitlines()] if records_path.exists() else []
     ceilings_path = out / "ceilings.json"
     ceilings = json.loads(ceilings_path.read_text()) if ceilings_path.exists() else {}
+    # the floor: untrained encoders of the same inputs (standardised ones unless --no-normalize-inputs)
+    floor_tag = "untrained_norm" if args.normalize_inputs else "untrained"
     jobs = []
     for setting in args.settings:
         data = build_world(setting, out, clips, args.world_seed)
@@ -336,7 +339,7 @@ def main(argv=None) -> int:
         for model in args.models:
             for seed in args.seeds:
                 for trained in ([True] if args.no_floor else [True, False]):
-                    tag = args.tag if trained else "untrained"
+                    tag = args.tag if trained else floor_tag
                     key = (setting, model, seed, trained, tag)
                     if any((r["setting"], r["model"], r["seed"], r["trained"], r["tag"]) == key for r in records):
                         continue
@@ -345,7 +348,7 @@ def main(argv=None) -> int:
                                                                / ("trained" if trained else "untrained")),
                                  "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                                  "club_steps": args.club_steps, "probe_seeds": args.probe_seeds,
-                                 "normalize_inputs": args.normalize_inputs and trained,
+                                 "normalize_inputs": args.normalize_inputs,
                                  "model_config": model_config if trained else {}})
     print(f"{len(jobs)} runs to do ({len(records)} recorded) in {out}", flush=True)
     if jobs:
@@ -360,7 +363,7 @@ def main(argv=None) -> int:
                 print(f"  {record['tag']} {record['setting']} {record['model']} seed {record['seed']}: "
                       f"a-v {record['agreement']['audio-video'][0]:.3f} AVE {100 * record['ave']:.1f} "
                       f"AVVP {100 * record['avvp']:.1f} ({record['time_s']:.0f} s)", flush=True)
-    floor_tagged = [dict(r, tag=args.tag) for r in records if not r["trained"]]
+    floor_tagged = [dict(r, tag=args.tag) for r in records if not r["trained"] and r["tag"] == floor_tag]
     table = summarise([r for r in records if r["trained"]] + floor_tagged, ceilings, args.settings, args.tag)
     (out / f"robustness_{args.tag}.md").write_text(table)
     plot([r for r in records if r["trained"]] + floor_tagged, ceilings, args.settings, args.tag,

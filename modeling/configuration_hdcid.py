@@ -65,7 +65,7 @@ DEFAULT_FSQ_LEVELS = (8, 5, 5, 5)
 _EMA_ONLY = dict(
     ema_decay=0.99, ema_epsilon=1e-5, ema_self_weight=0.5, codebook_init_bound=None, codebook_init_count=0.0,
     dead_code_threshold=300, active_code_threshold=100, dead_code_reset="full", dead_code_noise=1.0 / 1024.0,
-    sync_codebook=True, commitment_cost=0.25, commitment_own_weight=2.0, commitment_cross_weight=1.0,
+    sync_codebook=True, commitment_cost=0.25, commitment_own_weight=2.0, commitment_cross_weight=0.0,
 )
 # options read only by one quantizer, with their defaults
 _QUANTIZER_ONLY = dict(
@@ -125,8 +125,12 @@ class HDCIDConfig(PretrainedConfig):
         commitment_own_weight (float): weight (times beta) of ||z_m - sg[q_m]||^2. Original 2.0;
             paper (appendix eq. 4) 1.0.
         commitment_cross_weight (float): total weight (times beta) of ||z_m - sg[q_o]||^2 over the
-            other modalities o, split equally. Original 1.0 (0.5 + 0.5 with three modalities, 1.0 with
-            two); the paper has no cross terms (0.0).
+            other modalities o, split equally. Default 0.0, as in the paper (no cross terms); the
+            original has 1.0 (0.5 + 0.5 with three modalities, 1.0 with two; the ``original_*``
+            presets). Issue 14: pulling z_a to the code of the video of the *same second* collapses
+            the features when the two seconds do not show the same event (offsets, distractors,
+            heavy nuisance); 0.0 raised cross-modal accuracy on every setting of the robustness
+            sweep (BENCHMARKS.md).
         ema_decay (float): gamma. ema_epsilon (float): Laplace smoothing epsilon.
         ema_self_weight (float): multimodal EMA: weight of a code's own-modality features; the rest is
             split equally among the other modalities (original 0.5 / 0.25 / 0.25, no cross-attention).
@@ -156,9 +160,10 @@ class HDCIDConfig(PretrainedConfig):
         input_normalization (dict or None): per-channel standardisation (x - mean) / std of the raw
             audio / video features before every encoder, ``{"audio": {"mean": [A], "std": [A]},
             "video": {"mean": [C], "std": [C]}}`` (either key may be left out; video statistics are per
-            channel over all positions). None (default; the paper and the original) feeds the raw
-            features. ``pretrain(..., normalize_inputs=True)`` computes it on the pretraining split and
-            stores it here, so it travels with the checkpoint (issue 14 study).
+            channel over all positions). None (the paper and the original) feeds the raw features.
+            ``pretrain()`` computes it on the pretraining split and stores it here, so it travels with
+            the checkpoint (``normalize_inputs``, on by default except for the ``original_*`` presets;
+            issue 14).
 
     Pretraining objectives
         cpc_prediction_steps (int): R. cpc_min_start_steps (int): earliest context step (1).
@@ -250,7 +255,7 @@ class HDCIDConfig(PretrainedConfig):
         text_specific_dim: int = 256,
         commitment_cost: float = 0.25,
         commitment_own_weight: float = 2.0,
-        commitment_cross_weight: float = 1.0,
+        commitment_cross_weight: float = 0.0,
         ema_decay: float = 0.99,
         ema_epsilon: float = 1e-5,
         ema_self_weight: float = 0.5,

@@ -84,9 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="every process writes its final state_dict to OUTPUT_DIR/rank_states/rank{r}.pt")
     p.add_argument("--encoder-passes", dest="encoder_passes", choices=ENCODER_PASSES,
                    help="once (default) or per_club_step (the original's club_steps + 1 encoder passes per batch)")
-    p.add_argument("--normalize-inputs", dest="normalize_inputs", action="store_true",
+    p.add_argument("--normalize-inputs", dest="normalize_inputs", action=argparse.BooleanOptionalAction,
                    help="standardise audio/video features per channel with statistics of the pretraining split "
-                        "(stored in the config)")
+                        "(stored in the config); default on, off for the original_* presets")
     p.add_argument("--lr-scheduler", dest="lr_scheduler", choices=LR_SCHEDULERS)
     p.add_argument("--warmup-steps", dest="warmup_steps", type=int)
     p.add_argument("--lr-milestones", dest="lr_milestones", type=lambda v: [int(x) for x in v.split(",") if x],

@@ -18,7 +18,9 @@ def test_demo_runs_the_pipeline_end_to_end(tmp_path):
                    "epoch 2: mean L_k layer1", "3. TOC: 8 of 16 channels per layer", "4. reloaded as HDCIDModel",
                    "audio-video: layer 1", "5. cross-modal generalisation (heldout protocol",
                    "| DCID | 1 |", "| H-DCID | 2 |", "| H-DCID+TOC |", "| untrained H-DCID |",
-                   "synthetic_ave V→A (accuracy)", "synthetic_avvp A→V (f1)"):
+                   "synthetic_ave V→A (accuracy)", "synthetic_avvp A→V (f1)",
+                   "7. robustness: a tiny DCID pretrained the same way on the harder world",
+                   "DCID a-v code agreement"):
         assert marker in out, marker
     for modality in ("audio", "video", "text"):
         assert f"{modality} codes layer1" in out
@@ -42,6 +44,11 @@ def test_demo_runs_the_pipeline_end_to_end(tmp_path):
     assert "| H-DCID+TOC |" in (demo / "results.md").read_text()
     assert (demo / "downstream" / "results.png").is_file()
     assert len(list((demo / "downstream").glob("*.json"))) == 24  # 3 models x 8 runs
+    robust = results["robustness"]
+    assert robust["setting"] == "heavy_nuisance" and 0 <= robust["untrained_agreement"] <= 1
+    assert 0 <= robust["ave"] <= 1 and robust["chance"] == 0.1
+    assert (demo / "robustness" / "dcid" / "model" / "model.safetensors").is_file()
+    assert "## Robustness" in (demo / "results.md").read_text()
     assert "UNEXPECTED" not in proc.stderr  # pretraining heads are dropped quietly when loading the encoder
 
 

@@ -70,7 +70,7 @@ def test_one_ema_step_equals_hand_computation():
 
 
 def test_commitment_equals_brute_force_original_weights():
-    cfg, cb = small_codebook(modalities=["audio", "video", "text"])
+    cfg, cb = small_codebook(modalities=["audio", "video", "text"], commitment_cross_weight=1.0)
     z = {m: torch.randn(2, 4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(i))
          for i, m in enumerate(cfg.modalities)}
     out = cb(z, update=False)
@@ -83,12 +83,12 @@ def test_commitment_equals_brute_force_original_weights():
 
 
 def test_commitment_paper_weights_and_two_modalities():
-    cfg, cb = small_codebook(modalities=["audio", "video"], commitment_own_weight=1.0, commitment_cross_weight=0.0)
+    cfg, cb = small_codebook(modalities=["audio", "video"], commitment_own_weight=1.0)  # default: no cross terms
     z = {m: torch.randn(2, 3, 2, dtype=torch.float64) for m in cfg.modalities}
     out = cb(z, update=False)
     for m in z:
         torch.testing.assert_close(out.commitment[m], 0.25 * ((z[m] - cb.embed[out.indices[m]]) ** 2).mean())
-    cfg, cb = small_codebook(modalities=["audio", "video"])  # original AV: 2*beta own + beta cross
+    cfg, cb = small_codebook(modalities=["audio", "video"], commitment_cross_weight=1.0)  # original AV: 2*beta own + beta cross
     out = cb(z, update=False)
     expected = 0.25 * (2 * ((z["audio"] - cb.embed[out.indices["audio"]]) ** 2).mean()
                        + ((z["audio"] - cb.embed[out.indices["video"]]) ** 2).mean())

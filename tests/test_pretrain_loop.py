@@ -422,5 +422,19 @@ def test_normalize_inputs_stores_the_pretraining_split_statistics_in_the_config(
     chunked, whole = feature_statistics(dataset, collate, config, chunk=5), feature_statistics(dataset, collate, config)
     for m in chunked:
         assert chunked[m]["mean"] == pytest.approx(whole[m]["mean"], rel=1e-9, abs=1e-12)
-    with pytest.raises(ValueError, match="normalize_inputs: expected True or False"):
+    with pytest.raises(ValueError, match="normalize_inputs: expected None, True or False, got 'yes'"):
         settings(shards, tmp_path / "bad", normalize_inputs="yes")
+
+
+@pytest.mark.parametrize("preset, given, expected", [
+    ("tiny", None, True), ("hdcid", None, True), ("dcid", None, True), ("original_hdcid", None, False),
+    ("original_dcid", None, False), ("tiny", False, False), ("original_hdcid", True, True)])
+def test_normalize_inputs_defaults_on_except_for_the_original_presets(preset, given, expected):
+    assert PretrainConfig(preset=preset, normalize_inputs=given).inputs_normalized() is expected
+
+
+def test_default_recipe_has_no_cross_commitment_and_the_original_presets_keep_it():
+    # issue 14: the paper's commitment (no cross-modal terms) by default; the original's 1.0 in its presets
+    assert HDCIDConfig().commitment_cross_weight == HDCIDConfig.tiny().commitment_cross_weight == 0.0
+    assert HDCIDConfig.original_hdcid().commitment_cross_weight == 1.0
+    assert HDCIDConfig.original_dcid().commitment_cross_weight == 1.0

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from hf_hdcid import HDCIDConfig
-from hf_hdcid.data.synthetic import (SyntheticAVT, SyntheticSpec, chi_square_scale, shift_window,
+from hf_hdcid.data.synthetic import (ROBUSTNESS_SETTINGS, SyntheticAVT, SyntheticSpec, chi_square_scale,
+                                     robustness_spec, shift_window,
                                      smear_over_time)
 
 CFG = HDCIDConfig.tiny()
@@ -137,3 +138,14 @@ def test_nonlinearity_changes_the_maps(nonlinearity):
 def test_bad_knobs_name_the_field(knob, value, message):
     with pytest.raises(ValueError, match=message):
         SyntheticAVT(CFG, spec=SyntheticSpec(**{knob: value}))
+
+
+def test_robustness_settings_are_valid_worlds_on_the_demo_classes():
+    assert robustness_spec("bundled") == SyntheticSpec(num_classes=10)  # today's demo world
+    hard = robustness_spec("hard")
+    assert (hard.num_classes, hard.num_factors, hard.av_offset, hard.distractor_prob, hard.nuisance_tail,
+            hard.smear, hard.video_shape) == (12, 6, 1, 0.6, 3.0, 1, "blob")
+    for name in ROBUSTNESS_SETTINGS:
+        robustness_spec(name).validate(CFG.num_frames, CFG.video_spatial_size)
+    with pytest.raises(ValueError, match=r"setting: expected one of \('bundled', .*'hard'\), got 'easy'"):
+        robustness_spec("easy")

@@ -7,10 +7,15 @@ import sys
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .data.synthetic import ROBUSTNESS_SETTINGS
+    from .demo import ROBUSTNESS_SETTING, run_demo
 
+    setting = ROBUSTNESS_SETTING if args.robustness_setting is None else args.robustness_setting
+    if setting != "none" and setting not in ROBUSTNESS_SETTINGS:
+        raise SystemExit(f"--robustness-setting: expected 'none' or one of {tuple(ROBUSTNESS_SETTINGS)}, "
+                         f"got {setting!r}")
     run_demo(seed=args.seed, batch_size=args.batch_size, output_dir=args.output_dir, epochs=args.epochs,
-             probe_epochs=args.probe_epochs)
+             probe_epochs=args.probe_epochs, robustness_setting=None if setting == "none" else setting)
     return 0
 
 
@@ -163,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=16, help="pretraining epochs")
     demo.add_argument("--probe-epochs", type=int, default=None, help="downstream probe epochs (default: the task's)")
     demo.add_argument("--output-dir", default="outputs/demo", help="where data, models and results go")
+    demo.add_argument("--robustness-setting", default=None,
+                      help="world of the robustness line (step 7): a setting of benchmarks/robustness.py, or "
+                           "'none' to skip it (default: hf_hdcid.demo.ROBUSTNESS_SETTING)")
     demo.set_defaults(func=_demo)
     from .downstream.tasks import DIRECTIONS, PROTOCOLS, TASKS
 

@@ -14,11 +14,15 @@
    synthetic AVE-style classification and AVVP-style localisation, V->A and A->V, each model with and
    without TOC, next to an untrained H-DCID encoder as the floor;
 6. writes ``results.md`` (the tables printed at the end), ``results.png`` and ``demo_results.json``,
-   and refreshes each model card with its results (table + ``model-index``) and figures.
+   and refreshes each model card with its results (table + ``model-index``) and figures;
+7. the robustness line (issue 14): a tiny DCID pretrained the same way on one harder world of the
+   robustness sweep (``ROBUSTNESS_SETTING``: see ``benchmarks/robustness.py``), its audio-video code
+   agreement and synthetic_ave cross-modal accuracy next to the same encoder untrained.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -31,6 +35,8 @@ from . import HDCIDConfig, HDCIDForPreTraining
 VARIANTS = (("dcid", 1), ("hdcid", 2))
 NUM_CLASSES = 10
 TASKS = ("synthetic_ave", "synthetic_avvp")
+# the harder world of the demo's robustness line (a name of hf_hdcid.data.synthetic.ROBUSTNESS_SETTINGS)
+ROBUSTNESS_SETTING = "heavy_nuisance"
 
 
 def code_agreement(encoder, batch: dict, a: str = "audio", b: str = "video") -> list[float]:
@@ -59,9 +65,60 @@ def agreement_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def robustness_check(setting: str, out: Path, extractor, seed: int = 0, batch_size: int = 16, epochs: int = 16,
+                     pretrain_clips: int = 512, labelled_clips: int = 256, club_steps: int = 2,
+                     probe_epochs: int | None = None) -> dict:
+    """A tiny DCID pretrained with the demo's recipe on the robustness world ``setting`` -> its a-v code
+    agreement and synthetic_ave accuracy (heldout protocol, mean of V->A and A->V, no TOC) next to the
+    same encoder untrained (same seed, same input statistics)."""
+    from transformers import AutoModel
+
+    from .data.shards import load_shards
+    from .data.synthetic import build_synthetic_shards, robustness_spec
+    from .downstream.grid import run_grid
+    from .training.loop import PretrainConfig, pretrain
+
+    spec = robustness_spec(setting)
+    data_config = HDCIDConfig.tiny(text_feature_dim=extractor.hidden_size)
+    clips = {"pretrain": pretrain_clips, "train": labelled_clips, "test": labelled_clips}
+    data_dir = build_synthetic_shards(out / "data", data_config, clips, seed=seed, text_extractor=extractor,
+                                      spec=spec, overwrite=True)
+    cfg = PretrainConfig(data=str(data_dir), preset="tiny", epochs=epochs, batch_size=batch_size, lr=1e-3,
+                         club_steps=club_steps, seed=seed, output_dir=str(out / "dcid"), save_every_steps=0,
+                         progress=False, plot=False, report_to="none", model_config={"num_layers": 1})
+    model_dir = Path(pretrain(cfg))
+    encoder = AutoModel.from_pretrained(model_dir).eval()
+    torch.manual_seed(seed)
+    floor = HDCIDForPreTraining(encoder.config).eval()  # untrained, with the trained model's input statistics
+    floor.compute_toc(num_channels=encoder.config.hidden_size // 2)
+    floor_dir = out / "untrained_dcid"
+    floor.save_pretrained(floor_dir)
+    test, collate = load_shards(data_dir, encoder.config, split="test")
+    batch = collate(test[:])
+    agreement = code_agreement(encoder, batch)[0]
+    floor_agreement = code_agreement(floor.hdcid.eval(), batch)[0]
+    grid = run_grid([model_dir, floor_dir], ("synthetic_ave",), data_dir, toc="off", protocol="heldout",
+                    seeds=[seed], epochs=probe_epochs, out_dir=out / "downstream",
+                    model_names=["DCID", "untrained DCID"], progress=False)
+    ave = {name: sum(r["score"]["mean"] for r in grid["records"] if r["model_name"] == name) / 2
+           for name in ("DCID", "untrained DCID")}
+    return {"setting": setting, "spec": dataclasses.asdict(spec), "num_classes": spec.num_classes,
+            "agreement": agreement, "untrained_agreement": floor_agreement, "ave": ave["DCID"],
+            "untrained_ave": ave["untrained DCID"], "chance": 1 / spec.num_classes, "model_dir": str(model_dir)}
+
+
+def robustness_text(r: dict) -> str:
+    """The demo's one robustness line."""
+    return (f"robustness (world {r['setting']!r}, {r['num_classes']} classes): DCID a-v code agreement "
+            f"{r['agreement']:.3f} (untrained {r['untrained_agreement']:.3f}); synthetic_ave mean V->A / A->V "
+            f"{100 * r['ave']:.1f} % (untrained {100 * r['untrained_ave']:.1f} %, chance {100 * r['chance']:.1f} %)")
+
+
 def run_demo(seed: int = 0, batch_size: int = 16, output_dir: str | os.PathLike = "outputs/demo",
              epochs: int = 16, pretrain_clips: int = 512, labelled_clips: int = 256, club_steps: int = 2,
-             probe_epochs: int | None = None) -> dict:
+             probe_epochs: int | None = None, robustness_setting: str | None = ROBUSTNESS_SETTING) -> dict:
+    """The demo (steps 1-7 of the module docstring) -> the ``demo_results.json`` dict;
+    ``robustness_setting=None`` skips step 7."""
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
@@ -166,16 +223,28 @@ def run_demo(seed: int = 0, batch_size: int = 16, output_dir: str | os.PathLike 
         write_model_card(model_dir)  # now with the TOC figure, the results and their chart
 
     codes_table = agreement_table(rows)
+    robust, robust_line = None, ""
+    if robustness_setting is not None:
+        print(f"7. robustness: a tiny DCID pretrained the same way on the harder world {robustness_setting!r} of "
+              "benchmarks/robustness.py")
+        robust = robustness_check(robustness_setting, out / "robustness", extractor, seed=seed,
+                                  batch_size=batch_size, epochs=epochs, pretrain_clips=pretrain_clips,
+                                  labelled_clips=labelled_clips, club_steps=club_steps, probe_epochs=probe_epochs)
+        robust_line = robustness_text(robust)
     (out / "results.md").write_text(
         "# hf-hdcid demo: DCID vs H-DCID on the synthetic AVT benchmark\n\n"
         f"{pretrain_clips} pretraining clips ({NUM_CLASSES} event classes), {epochs} epochs, batch {batch_size}.\n\n"
         "## Cross-modal generalisation\n\n" + grid["table"] + "\n![results](downstream/results.png)\n\n"
         f"## Codes\n\nCode agreement on {test_clips} test clips (untrained encoder in brackets); chance ~ "
-        f"{1 / rows[0]['codebook_size']:.3f}.\n\n" + codes_table)
-    result = {"models": rows, "downstream_table": grid["table"], "elapsed_s": round(time.perf_counter() - started, 1)}
+        f"{1 / rows[0]['codebook_size']:.3f}.\n\n" + codes_table
+        + (f"\n## Robustness\n\n{robust_line}\n" if robust else ""))
+    result = {"models": rows, "downstream_table": grid["table"], "robustness": robust,
+              "elapsed_s": round(time.perf_counter() - started, 1)}
     (out / "demo_results.json").write_text(json.dumps(result, indent=2))
     print(f"6. results ({out / 'results.md'}; model cards in " + ", ".join(r["model_dir"] for r in rows) + "):\n")
     print(grid["table"])
     print(codes_table)
+    if robust:
+        print(robust_line + "\n")
     print(f"demo finished in {result['elapsed_s']:.0f} s")
     return result

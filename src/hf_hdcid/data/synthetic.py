@@ -106,6 +106,28 @@ class SyntheticSpec:
             raise ValueError(f"video_shape: expected one of {VIDEO_SHAPES}, got {self.video_shape!r}")
 
 
+# The robustness sweep of issue 14 (``benchmarks/robustness.py``, the demo's robustness line): name ->
+# SyntheticSpec overrides on top of num_classes=10 (the demo's world).
+ROBUSTNESS_SETTINGS = {
+    "bundled": {},
+    "offset1": {"av_offset": 1},
+    "offset2": {"av_offset": 2},
+    "distractors": {"distractor_prob": 0.6},
+    "heavy_nuisance": {"nuisance": 1.0, "nuisance_tail": 3.0},
+    "smear_blob": {"smear": 1, "video_shape": "blob"},
+    "compositional_sin": {"num_classes": 12, "num_factors": 6, "nonlinearity": "sin"},
+    "hard": {"num_classes": 12, "num_factors": 6, "av_offset": 1, "distractor_prob": 0.6, "nuisance": 1.0,
+             "nuisance_tail": 3.0, "smear": 1, "video_shape": "blob"},
+}
+
+
+def robustness_spec(setting: str) -> SyntheticSpec:
+    """The :class:`SyntheticSpec` of one named robustness setting (``ROBUSTNESS_SETTINGS``)."""
+    if setting not in ROBUSTNESS_SETTINGS:
+        raise ValueError(f"setting: expected one of {tuple(ROBUSTNESS_SETTINGS)}, got {setting!r}")
+    return SyntheticSpec(**{"num_classes": 10, **ROBUSTNESS_SETTINGS[setting]})
+
+
 def shift_window(mask: torch.Tensor, offset: int) -> torch.Tensor:
     """The window ``mask`` [T] moved by ``offset`` seconds (positive: later), its length kept: a window
     that would leave the clip stops at the clip's edge (so an event never vanishes)."""

@@ -124,6 +124,8 @@ class PretrainConfig:
     normalize_inputs: compute per-channel mean / std of the audio and video features of ``split`` before
         training and store them as ``config.input_normalization`` (the encoders then see standardised
         features; the statistics travel with the checkpoint). Ignored when ``model_config`` gives them.
+        None (default) means True, except for the ``original_*`` presets (the original feeds raw
+        features); the issue-14 robustness sweep chose it (BENCHMARKS.md).
     push_to_hub / hub_model_id / hub_private: upload the final model folder (weights, config, remote
         code, card, figures) to the Hub repo ``hub_model_id`` (checked, with the token, before training).
     """
@@ -160,7 +162,7 @@ class PretrainConfig:
     push_to_hub: bool = False
     hub_model_id: str | None = None
     hub_private: bool = False
-    normalize_inputs: bool = False
+    normalize_inputs: bool | None = None
 
     def __post_init__(self):
         if self.data is not None:
@@ -169,6 +171,12 @@ class PretrainConfig:
         if self.resume_from_checkpoint is not None:
             self.resume_from_checkpoint = str(self.resume_from_checkpoint)
         self.validate()
+
+    def inputs_normalized(self) -> bool:
+        """``normalize_inputs`` resolved: None means True except for the ``original_*`` presets."""
+        if self.normalize_inputs is None:
+            return not self.preset.startswith("original_")
+        return self.normalize_inputs
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
@@ -206,8 +214,8 @@ class PretrainConfig:
             fail("output_dir", "a folder path")
         if self.encoder_passes not in ENCODER_PASSES:
             fail("encoder_passes", f"one of {ENCODER_PASSES}")
-        if not isinstance(self.normalize_inputs, bool):
-            fail("normalize_inputs", "True or False")
+        if self.normalize_inputs is not None and not isinstance(self.normalize_inputs, bool):
+            fail("normalize_inputs", "None, True or False")
         if self.lr_scheduler not in LR_SCHEDULERS:
             fail("lr_scheduler", f"one of {LR_SCHEDULERS}")
         if not _is_int(self.warmup_steps) or self.warmup_steps < 0:
@@ -510,7 +518,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
         world = accelerator.num_processes
         model_config = build_model_config(cfg, data_path)
         dataset, collate = load_shards(data_path, model_config, split=cfg.split)
-        if cfg.normalize_inputs and model_config.input_normalization is None:
+        if cfg.inputs_normalized() and model_config.input_normalization is None:
             model_config.input_normalization = feature_statistics(dataset, collate, model_config)
             model_config.validate_hdcid()
         global_batch = cfg.batch_size * world
