@@ -6,7 +6,8 @@ nuisance, smearing, compositional classes, non-linearity, blob video) this scrip
 1. writes the world as feature shards (tiny dimensions, MiniLM text prompts, the demo's split sizes
    unless told otherwise: ``--pretrain-clips`` unlabelled, 256 train, 256 test clips);
 2. pretrains DCID (1 layer) and H-DCID (2 layers, layer 2 from epoch epochs/2) with the demo's recipe
-   (:func:`hf_hdcid.training.pretrain`, tiny preset, 16 epochs, batch 16, lr 1e-3, 2 CLUB steps) for
+   (:func:`hf_hdcid.training.pretrain`, tiny preset, 16 epochs, batch 16, lr ``hf_hdcid.demo.DEMO_LR``
+   = 3e-3, 2 CLUB steps) for
    every pretraining seed;
 3. measures on the test clips the a-v and a-t code agreement (fraction of (clip, second) positions
    with the same code), and runs the cross-modal benchmarks of :mod:`hf_hdcid.downstream` (heldout
@@ -19,14 +20,14 @@ nuisance, smearing, compositional classes, non-linearity, blob video) this scrip
 Results go to ``OUT/records.jsonl`` (one line per run; reruns skip what is there), ``OUT/robustness_TAG.md``
 and ``OUT/robustness_TAG.png``. Runs are spread over ``--jobs`` processes of one torch thread each.
 
-Usage (the BENCHMARKS.md sweep of today's defaults: standardised inputs, no cross commitment)::
+Usage (the BENCHMARKS.md sweep of today's defaults: standardised inputs, no cross commitment, lr 3e-3)::
 
     .venv/bin/python benchmarks/robustness.py --out outputs/robustness --seeds 0 1 2 --jobs 2
 
-The recipe before issue 14 (raw inputs, the original's cross-modal commitment terms)::
+The recipe before issue 14 (raw inputs, the original's cross-modal commitment terms, lr 1e-3)::
 
     .venv/bin/python benchmarks/robustness.py --out outputs/robustness --tag before --no-normalize-inputs \
-        --model-config '{"commitment_cross_weight": 1.0}'
+        --lr 1e-3 --model-config '{"commitment_cross_weight": 1.0}'
 
 ``--model-config`` overrides model options for an ablation (name it with ``--tag``); ``--settings``
 picks settings by name, ``--models`` the models, ``--no-floor`` skips the untrained encoders.
@@ -43,6 +44,7 @@ import time
 from pathlib import Path
 
 from hf_hdcid.data.synthetic import ROBUSTNESS_SETTINGS as SETTINGS  # name -> SyntheticSpec overrides
+from hf_hdcid.demo import DEMO_LR  # the tiny recipe's learning rate
 
 MODELS = {"dcid": 1, "hdcid": 2}
 
@@ -307,7 +309,7 @@ def main(argv=None) -> int:
     parser.add_argument("--probe-seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=DEMO_LR, help="pretraining learning rate (default: the demo's)")
     parser.add_argument("--club-steps", type=int, default=2)
     parser.add_argument("--pretrain-clips", type=int, default=768)
     parser.add_argument("--labelled-clips", type=int, default=256)

@@ -33,6 +33,11 @@ def test_demo_runs_the_pipeline_end_to_end(tmp_path):
                   "README.md", "training_info.json", "eval_results.json"):
             assert (model / f).is_file(), (name, f)
         assert len(json.loads((model / "config.json").read_text())["toc_channels"]) == layers
+        # the tiny recipe of the issue-14 sweep: lr 3e-3, standardised inputs, no cross commitment
+        info = json.loads((model / "training_info.json").read_text())["pretrain_config"]
+        assert info["lr"] == 3e-3 and info["normalize_inputs"] in (None, True)
+        config = json.loads((model / "config.json").read_text())
+        assert config["input_normalization"] and config["commitment_cross_weight"] == 0.0
         card = (model / "README.md").read_text()
         assert "toc_cosine.png" in card and "results.png" in card and "model-index" in card
         assert "Trained on synthetic features" in card
@@ -42,6 +47,7 @@ def test_demo_runs_the_pipeline_end_to_end(tmp_path):
     assert set(row["agreement"]) == {"audio-video", "audio-text"} and len(row["channels"]) == 2
     assert len(row["downstream"]) == 8  # 2 tasks x 2 directions x with / without TOC
     assert "| H-DCID+TOC |" in (demo / "results.md").read_text()
+    assert "epochs, batch 16, lr 0.003." in (demo / "results.md").read_text()
     assert (demo / "downstream" / "results.png").is_file()
     assert len(list((demo / "downstream").glob("*.json"))) == 24  # 3 models x 8 runs
     robust = results["robustness"]

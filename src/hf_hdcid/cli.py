@@ -8,14 +8,15 @@ import sys
 
 def _demo(args: argparse.Namespace) -> int:
     from .data.synthetic import ROBUSTNESS_SETTINGS
-    from .demo import ROBUSTNESS_SETTING, run_demo
+    from .demo import DEMO_LR, ROBUSTNESS_SETTING, run_demo
 
     setting = ROBUSTNESS_SETTING if args.robustness_setting is None else args.robustness_setting
     if setting != "none" and setting not in ROBUSTNESS_SETTINGS:
         raise SystemExit(f"--robustness-setting: expected 'none' or one of {tuple(ROBUSTNESS_SETTINGS)}, "
                          f"got {setting!r}")
     run_demo(seed=args.seed, batch_size=args.batch_size, output_dir=args.output_dir, epochs=args.epochs,
-             probe_epochs=args.probe_epochs, robustness_setting=None if setting == "none" else setting)
+             probe_epochs=args.probe_epochs, robustness_setting=None if setting == "none" else setting,
+             lr=DEMO_LR if args.lr is None else args.lr)
     return 0
 
 
@@ -166,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--batch-size", type=int, default=16)
     demo.add_argument("--epochs", type=int, default=16, help="pretraining epochs")
+    demo.add_argument("--lr", type=float, default=None,
+                      help="pretraining learning rate (default: hf_hdcid.demo.DEMO_LR, 3e-3)")
     demo.add_argument("--probe-epochs", type=int, default=None, help="downstream probe epochs (default: the task's)")
     demo.add_argument("--output-dir", default="outputs/demo", help="where data, models and results go")
     demo.add_argument("--robustness-setting", default=None,
