@@ -318,7 +318,7 @@ def expected_shape(config: HDCIDConfig, modality: str) -> tuple:
     return (t, config.text_feature_dim)
 
 
-def check_features(config: HDCIDConfig, modality, features) -> None:
+def check_features(config: HDCIDConfig, modality, features, check_finite: bool = True) -> None:
     """ValueError naming the modality, the expected and the actual shape for any bad input."""
     if modality not in MODALITIES:
         raise ValueError(f"unknown modality {modality!r}: expected one of {list(MODALITIES)}")
@@ -333,12 +333,13 @@ def check_features(config: HDCIDConfig, modality, features) -> None:
         raise ValueError(f"{modality}: expected shape {shape}, got {list(features.shape)}")
     if features.shape[0] == 0:
         raise ValueError(f"{modality}: expected shape {shape} with B >= 1, got {list(features.shape)}")
-    if config.check_finite_inputs and not bool(torch.isfinite(features).all()):
+    if check_finite and config.check_finite_inputs and not bool(torch.isfinite(features).all()):
         raise ValueError(f"{modality}: features of shape {list(features.shape)} contain NaN or inf values")
 
 
-def check_batch(config: HDCIDConfig, batch: dict, require_all: bool) -> int:
-    """Check every modality of ``batch`` and that they share one batch size; returns it."""
+def check_batch(config: HDCIDConfig, batch: dict, require_all: bool, check_finite: bool = True) -> int:
+    """Check every modality of ``batch`` and that they share one batch size; returns it.
+    ``check_finite=False`` skips the NaN/inf scan (``config.check_finite_inputs``) for this call."""
     if require_all:
         missing = [m for m in config.modalities if batch.get(m) is None]
         if missing:
@@ -347,7 +348,7 @@ def check_batch(config: HDCIDConfig, batch: dict, require_all: bool) -> int:
     if not given:
         raise ValueError(f"no features given: expected any of {config.modalities}")
     for m, x in given.items():
-        check_features(config, m, x)
+        check_features(config, m, x, check_finite=check_finite)
     sizes = {m: x.shape[0] for m, x in given.items()}
     if len(set(sizes.values())) > 1:
         raise ValueError(f"batch sizes differ between modalities: {sizes}")
@@ -521,11 +522,11 @@ class HDCIDForPreTraining(HDCIDPreTrainedModel):
         out = model.compute_losses(batch, epoch, features=features)
         main_opt.zero_grad(); out.loss.backward(); main_opt.step()
 
-    (``hf_hdcid.training.pretraining_step`` is this step.) Several processes: the codebooks synchronise themselves (statistics all-reduced, resets
-    broadcast). These methods bypass ``DistributedDataParallel.forward``, so average the gradients
-    over processes yourself (or call the wrapped ``forward``, which is ``compute_losses``; the CLUB
-    steps then need their own averaging), and remember that upper layers get no gradient before
-    ``warm_start_epoch``.
+    (``hf_hdcid.training.PretrainingStep`` is this step.) Several processes: the codebooks synchronise
+    themselves (statistics all-reduced, resets broadcast); the training step wraps this model in
+    DistributedDataParallel (``find_unused_parameters=True`` for the warm start, ``broadcast_buffers=False``,
+    the CLUB parameters ignored) and calls ``forward(..., features=features)`` for the loss, and wraps the
+    CLUB networks separately (``hf_hdcid.training.step.CLUBObjective``).
     """
 
     _auto_class = "AutoModelForPreTraining"
@@ -567,7 +568,9 @@ class HDCIDForPreTraining(HDCIDPreTrainedModel):
         batch = {m: batch.get(m) for m in cfg.modalities} if isinstance(batch, dict) else batch
         if not isinstance(batch, dict):
             raise ValueError(f"batch: expected a dict with keys {cfg.modalities}, got {type(batch).__name__}")
-        batch_size = check_batch(cfg, batch, require_all=True)
+        # in training mode (the pretraining step) no NaN/inf scan of the inputs: one host sync per call, and
+        # shards are validated when written; inference and eval-mode losses keep it (check_finite_inputs)
+        batch_size = check_batch(cfg, batch, require_all=True, check_finite=not self.training)
         active = self.active_layers(epoch)
         run = cfg.num_layers if (self.training and cfg.update_upper_codebooks_before_warm_start) else active
         x = {m: self.hdcid.layer_input(m, batch[m]) for m in cfg.modalities}
@@ -601,9 +604,13 @@ class HDCIDForPreTraining(HDCIDPreTrainedModel):
 
     def club_loss(self, features: HDCIDPreTrainingFeatures) -> torch.Tensor:
         """Negative log-likelihood of the CLUB networks on detached features (their own objective;
-        call it for each CLUB step, the encoder is not re-run)."""
-        terms = [-self.club[k][m].log_likelihood(x.detach().to(self.dtype), y.detach())
-                 for k, m, x, y in self.club_pairs(features)]
+        call it for each CLUB step, the encoder is not re-run). Computed in float32 whatever the
+        autocast (the CLUB networks are a small part of the step; no loss scaling is needed for them)."""
+        pairs = list(self.club_pairs(features))
+        device_type = pairs[0][2].device.type if pairs else "cpu"
+        with torch.autocast(device_type=device_type, enabled=False):  # float32 under any mixed precision
+            terms = [-self.club[k][m].log_likelihood(x.detach().to(self.dtype), y.detach().to(self.dtype))
+                     for k, m, x, y in pairs]
         return torch.stack(terms).sum()
 
     def compute_losses(self, batch: dict | None = None, epoch: int = 0,
@@ -669,10 +676,15 @@ class HDCIDForPreTraining(HDCIDPreTrainedModel):
         recon = self.decoders[k][modality](code, specific)
         return F.mse_loss(recon, target.to(recon.dtype))
 
-    def forward(self, audio=None, video=None, text=None, epoch: int = 0, return_dict=None, **kwargs):
-        """Loss of eq. 14 for one batch (see :meth:`compute_losses`)."""
+    def forward(self, audio=None, video=None, text=None, epoch: int = 0, features: HDCIDPreTrainingFeatures | None = None,
+                return_dict=None, **kwargs):
+        """Loss of eq. 14 for one batch (see :meth:`compute_losses`). ``features``: the output of
+        :meth:`extract_features` for this batch (the training step passes it when the CLUB networks are
+        updated between the encoder pass and the loss); the batch is then not encoded again."""
         if kwargs:
-            raise ValueError(f"unexpected inputs {sorted(kwargs)}: expected audio, video, text and epoch")
+            raise ValueError(f"unexpected inputs {sorted(kwargs)}: expected audio, video, text, epoch and features")
+        if features is not None:
+            return self.compute_losses(epoch=epoch, features=features)
         return self.compute_losses({"audio": audio, "video": video, "text": text}, epoch)
 
 

@@ -56,7 +56,8 @@ def read_log(output_dir) -> list[dict]:
 
 def test_single_process_run_writes_model_log_and_checkpoints(shards, tmp_path):
     out = tmp_path / "run"
-    model_dir = pretrain(settings(shards, out, save_every_steps=4, report_to="tensorboard", plot=True))
+    model_dir = pretrain(settings(shards, out, save_every_steps=4, report_to="tensorboard", plot=True,
+                                  save_total_limit=0))
     assert model_dir == out / "model"
     model = HDCIDForPreTraining.from_pretrained(model_dir)
     hidden = model.config.hidden_size
@@ -237,7 +238,15 @@ def test_bad_settings_fail_before_training(shards, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="epochs: expected an int >= 1, got 0"):
         PretrainConfig(data=str(shards), epochs=0)
     with pytest.raises(ValueError, match="mixed_precision: expected one of"):
-        PretrainConfig(data=str(shards), mixed_precision="fp16")
+        PretrainConfig(data=str(shards), mixed_precision="fp8")
+    with pytest.raises(ValueError, match="club_update_order: expected one of"):
+        PretrainConfig(data=str(shards), club_update_order="never")
+    with pytest.raises(ValueError, match="encoder_passes: expected 'once' with club_update_order='after_main'"):
+        PretrainConfig(data=str(shards), club_update_order="after_main", encoder_passes="per_club_step")
+    with pytest.raises(ValueError, match="save_total_limit: expected an int >= 0, got -1"):
+        PretrainConfig(data=str(shards), save_total_limit=-1)
+    with pytest.raises(ValueError, match="dynamo_backend: expected"):
+        PretrainConfig(data=str(shards), dynamo_backend="no_such_backend")
 
     out = tmp_path / "too_big"
     with pytest.raises(ValueError, match=f"batch_size: 64 x 1 process\\(es\\) = 64 is larger than the {CLIPS} clips"):
@@ -267,6 +276,14 @@ def test_bad_settings_fail_before_training(shards, tmp_path, monkeypatch):
         assert not out.exists()  # nothing written, no step run
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 trains on a GPU (benchmarks/gpu_check.py)")
+def test_fp16_on_a_cpu_is_refused_before_training(shards, tmp_path):
+    # Accelerate would run fp16 on a CPU as plain float32 without a word
+    with pytest.raises(PretrainConfigError, match="mixed_precision: 'fp16' needs a GPU"):
+        pretrain(settings(shards, tmp_path / "never", mixed_precision="fp16"))
+    assert not (tmp_path / "never").exists()
+
+
 def test_modalities_missing_from_the_shards_fail_before_training(tmp_path):
     from hf_hdcid.data.synthetic import build_synthetic_shards
 
@@ -285,17 +302,17 @@ def test_script_reads_a_json_config_and_rejects_unknown_keys(shards, tmp_path, c
         sys.path.remove(str(REPO / "scripts"))
     config_file = tmp_path / "run.json"
     config_file.write_text(json.dumps({"data": str(shards), "epochs": 3, "batch_size": 4}))
-    cfg = script.config_from_args(script.build_parser().parse_args(
-        ["--config", str(config_file), "--epochs", "1", "--output-dir", str(tmp_path / "o"), "--clip", "none"]))
+    cfg = script.parse_command_line(
+        ["--config", str(config_file), "--epochs", "1", "--output-dir", str(tmp_path / "o"), "--clip", "none"])
     assert (cfg.epochs, cfg.batch_size, cfg.clip, cfg.output_dir) == (1, 4, None, str(tmp_path / "o"))
     config_file.write_text(json.dumps({"data": str(shards), "lr_main": 1e-3}))
     assert script.main(["--config", str(config_file)]) == 2
     assert "unknown key(s) ['lr_main']" in capsys.readouterr().err
 
     # the underscore spelling of transformers' example scripts is accepted too
-    cfg = script.config_from_args(script.build_parser().parse_args(
+    cfg = script.parse_command_line(
         ["--data", str(shards), "--resume_from_checkpoint", "latest", "--lr_scheduler", "cosine",
-         "--warmup_steps", "5", "--push_to_hub", "--hub_model_id", "org/name", "--report-to", "tensorboard,wandb"]))
+         "--warmup_steps", "5", "--push_to_hub", "--hub_model_id", "org/name", "--report-to", "tensorboard", "wandb"])
     assert (cfg.resume_from_checkpoint, cfg.lr_scheduler, cfg.warmup_steps, cfg.push_to_hub, cfg.hub_model_id,
             cfg.report_to) == ("latest", "cosine", 5, True, "org/name", ["tensorboard", "wandb"])
     # settings that fail inside pretrain (before training) also exit 2 with one line
@@ -355,8 +372,10 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(shards, t
     import signal
     import time
 
+    limit = 2  # with the retention limit active: never more than 2 complete checkpoints
     args = ["--data", str(shards), "--epochs", "3", "--batch-size", str(BATCH), "--club-steps", "1",
-            "--save-every-steps", "2", "--no-progress", "--model-config", '{"warm_start_epoch": 1}']
+            "--save-every-steps", "2", "--save-total-limit", str(limit), "--no-progress",
+            "--model-config", '{"warm_start_epoch": 1}']
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
     script = [sys.executable, str(REPO / "scripts" / "pretrain.py")]
 
@@ -369,16 +388,23 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(shards, t
     killed = tmp_path / "killed"
     proc = subprocess.Popen(script + args + ["--output-dir", str(killed)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    target = killed / "checkpoints" / "step_0000008"  # epoch 1 (6 steps per epoch), 2 batches in
-    deadline = time.time() + 240
-    while not target.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    # kill once a checkpoint of epoch 1 (6 steps per epoch) at step >= 8 exists
+    deadline, most = time.time() + 240, 0
+
+    def reached() -> bool:
+        found = list_checkpoints(killed)
+        return bool(found) and int(found[-1].name[len("step_"):]) >= 8
+
+    while not reached() and proc.poll() is None and time.time() < deadline:
+        most = max(most, len(list_checkpoints(killed)))
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL  # it was really killed, not finished
     assert not (killed / "model").exists()
     latest = max(p.name for p in list_checkpoints(killed))
     assert "step_0000008" <= latest < "step_0000018"
+    assert most <= limit and len(list_checkpoints(killed)) <= limit
 
     resumed = subprocess.run(script + args + ["--output-dir", str(killed), "--resume-from-checkpoint", "latest"],
                              env=env, capture_output=True, text=True, timeout=300)
@@ -438,3 +464,43 @@ def test_default_recipe_has_no_cross_commitment_and_the_original_presets_keep_it
     assert HDCIDConfig().commitment_cross_weight == HDCIDConfig.tiny().commitment_cross_weight == 0.0
     assert HDCIDConfig.original_hdcid().commitment_cross_weight == 1.0
     assert HDCIDConfig.original_dcid().commitment_cross_weight == 1.0
+
+
+def test_retention_keeps_the_newest_complete_checkpoints(shards, tmp_path):
+    out = tmp_path / "kept"
+    pretrain(settings(shards, out, epochs=1, save_every_steps=1, save_total_limit=2))
+    assert [p.name for p in list_checkpoints(out)] == ["step_0000005", "step_0000006"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000005", "step_0000006"]  # no leftovers
+    every = tmp_path / "all"
+    pretrain(settings(shards, every, epochs=1, save_every_steps=2, save_total_limit=0))
+    assert [p.name for p in list_checkpoints(every)] == ["step_0000002", "step_0000004", "step_0000006"]
+
+
+def test_the_loop_runs_the_step_of_training_step_once_per_batch(shards, tmp_path, monkeypatch):
+    from hf_hdcid.training import step as step_module
+
+    calls = []
+    original = step_module.PretrainingStep.__call__
+
+    def counting(self, batch, epoch):
+        calls.append(epoch)
+        return original(self, batch, epoch)
+
+    monkeypatch.setattr(step_module.PretrainingStep, "__call__", counting)
+    pretrain(settings(shards, tmp_path / "o", epochs=2, gradient_accumulation_steps=2))
+    assert calls == [0] * STEPS_PER_EPOCH + [1] * STEPS_PER_EPOCH  # every micro-batch of both epochs
+    log = read_log(tmp_path / "o")
+    assert [r["step"] for r in log] == list(range(1, STEPS_PER_EPOCH + 1))  # 2 micro-batches per step
+
+
+def test_help_lists_every_pretrain_config_field():
+    import dataclasses
+
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain.py"), "--help"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for f in dataclasses.fields(PretrainConfig):
+        assert f"--{f.name}" in result.stdout, f.name
+        if "_" in f.name:
+            assert f"--{f.name.replace('_', '-')}" in result.stdout, f.name
+    assert "--config" in result.stdout

@@ -88,3 +88,54 @@ def test_pretraining_step_rejects_negative_club_steps():
     cfg, model, main_opt, club_opt = _setup()
     with pytest.raises(ValueError, match="club_steps: expected an int >= 0, got -1"):
         pretraining_step(model, make_batch(cfg), 0, main_opt, club_opt, club_steps=-1)
+
+
+def test_after_main_order_steps_the_main_model_then_the_club_networks_on_the_same_features():
+    """club_update_order="after_main": one forward (encoder pass, codebook update, eq. 14), the main
+    update, then the CLUB steps on that forward's detached features."""
+    cfg, model, main_opt, club_opt = _setup()
+    batch = make_batch(cfg)
+    torch.manual_seed(1)
+    out = pretraining_step(model, batch, 0, main_opt, club_opt, club_steps=2, club_update_order="after_main")
+
+    cfg, ref, ref_main, ref_club = _setup()
+    torch.manual_seed(1)
+    ref_out = ref(**batch, epoch=0)
+    ref_main.zero_grad()
+    ref_out.loss.backward()
+    ref_main.step()
+    for _ in range(2):
+        ref_club.zero_grad()
+        ref.club_loss(ref_out.features).backward()
+        ref_club.step()
+    assert torch.equal(out.loss, ref_out.loss)
+    for k, v in ref.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+    # and it is another step than the original order's (the MI term saw CLUB nets not yet updated)
+    cfg, before, m2, c2 = _setup()
+    torch.manual_seed(1)
+    other = pretraining_step(before, batch, 0, m2, c2, club_steps=2)
+    assert not torch.equal(other.loss, out.loss)
+
+
+def test_per_club_step_passes_need_the_original_order():
+    cfg, model, main_opt, club_opt = _setup()
+    with pytest.raises(ValueError, match="encoder_passes: 'per_club_step' exists only with club_update_order='before_main'"):
+        pretraining_step(model, make_batch(cfg), 0, main_opt, club_opt, encoder_passes="per_club_step",
+                         club_update_order="after_main")
+
+
+def test_club_objective_holds_only_the_club_parameters_and_runs_in_float32():
+    from hf_hdcid.training.step import CLUBObjective, club_parameter_names
+
+    cfg, model, _, _ = _setup()
+    objective = CLUBObjective(model)
+    assert {id(p) for p in objective.parameters()} == {id(p) for p in model.club_parameters()}
+    names = dict(model.named_parameters())
+    assert sorted(club_parameter_names(model)) == sorted(n for n in names if n.startswith("club."))
+    feats = model.extract_features(make_batch(cfg), 0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = objective(feats)
+    assert loss.dtype == torch.float32
+    assert torch.allclose(loss, model.club_loss(feats))

@@ -1,6 +1,8 @@
-"""Pretraining: the single step and the Accelerate loop (``scripts/pretrain.py``)."""
+"""Pretraining: the settings (:mod:`.config`), the step (:mod:`.step`), the Accelerate loop
+(:mod:`.loop`, ``scripts/pretrain.py``) with its setup, log and checkpoint modules."""
 
-from .loop import PretrainConfig, pretrain
-from .step import pretraining_step
+from .config import PretrainConfig, PretrainConfigError
+from .loop import pretrain
+from .step import PretrainingStep, StepResult, pretraining_step
 
-__all__ = ["pretraining_step", "PretrainConfig", "pretrain"]
+__all__ = ["pretraining_step", "PretrainingStep", "StepResult", "PretrainConfig", "PretrainConfigError", "pretrain"]

@@ -1,0 +1,119 @@
+"""Checkpoints of a pretraining run: naming, atomic writing, ``latest``, retention.
+
+Layout: ``output_dir/checkpoints/step_XXXXXXX/`` = ``accelerator.save_state`` (the prepared models as
+safetensors, codebook buffers included; the main optimiser, the scheduler, every rank's RNG states)
++ ``club_optimizer.pt`` (the CLUB optimiser, which is not prepared: see :mod:`hf_hdcid.training.step`;
+read back with ``weights_only=True``) + ``trainer_state.json`` (the loop's counters).
+
+Writing is atomic: everything goes into ``.tmp_step_XXXXXXX`` and the main process renames it only
+after every rank has finished its part of ``save_state`` (a barrier), so a folder named ``step_*``
+with a ``trainer_state.json`` is always complete. Retention (``save_total_limit``) deletes the
+oldest complete checkpoints *before* the rename, so there are never more than the limit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_PREFIX = "step_"
+TMP_PREFIX = ".tmp_"
+STATE_FILE = "trainer_state.json"
+CLUB_OPTIMIZER_FILE = "club_optimizer.pt"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{CHECKPOINT_PREFIX}{step:07d}"
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints of ``output_dir``, oldest first."""
+    root = Path(output_dir) / CHECKPOINT_DIR
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)
+             and p.name[len(CHECKPOINT_PREFIX):].isdigit() and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+
+def resolve_checkpoint(resume_from: str | None, output_dir: str | os.PathLike) -> Path | None:
+    """None, ``"latest"`` (the newest complete checkpoint; None when there is none) or a path ->
+    the folder to resume from; ValueError for a path that is not a complete checkpoint."""
+    if resume_from is None:
+        return None
+    if resume_from == "latest":
+        found = list_checkpoints(output_dir)
+        return found[-1] if found else None
+    path = Path(resume_from)
+    if not (path / STATE_FILE).is_file():
+        raise ValueError(f"resume_from_checkpoint: {path} is not a complete checkpoint (no {STATE_FILE})")
+    return path
+
+
+def remove_stale_temporaries(output_dir: str | os.PathLike) -> None:
+    """Delete ``.tmp_*`` folders left by a run killed while saving (main process, before training)."""
+    root = Path(output_dir) / CHECKPOINT_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(TMP_PREFIX + "*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def prune_checkpoints(output_dir: str | os.PathLike, keep: int) -> list[Path]:
+    """Delete the oldest complete checkpoints so that at most ``keep`` (>= 0) remain; returns the
+    deleted folders."""
+    found = list_checkpoints(output_dir)
+    doomed = found[:max(0, len(found) - keep)]
+    for path in doomed:
+        # rename first: a folder half-deleted by a kill must not look like a complete checkpoint
+        trash = path.with_name(TMP_PREFIX + "old_" + path.name)
+        os.replace(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    return doomed
+
+
+def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, trainer_state: dict,
+                    club_optimizer: torch.optim.Optimizer, save_total_limit: int) -> Path:
+    """Write ``checkpoints/step_{step}`` atomically (collective: every process calls it)."""
+    root = Path(output_dir) / CHECKPOINT_DIR
+    final = root / checkpoint_name(step)
+    tmp = root / (TMP_PREFIX + checkpoint_name(step))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))  # main: models, optimiser, scheduler; every rank: its RNG states
+    if accelerator.is_main_process:
+        torch.save(club_optimizer.state_dict(), tmp / CLUB_OPTIMIZER_FILE)
+        (tmp / STATE_FILE).write_text(json.dumps(trainer_state) + "\n")
+    accelerator.wait_for_everyone()  # no rank is still writing into tmp
+    if accelerator.is_main_process:
+        if final.exists():  # the same step saved again (a resumed run): replaced
+            trash = final.with_name(TMP_PREFIX + "old_" + final.name)
+            os.replace(final, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        if save_total_limit:  # room for the new one (0: keep all)
+            prune_checkpoints(output_dir, save_total_limit - 1)
+        os.replace(tmp, final)  # atomic: a folder named step_* is always complete
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(accelerator, path: Path, club_optimizer: torch.optim.Optimizer) -> dict:
+    """Restore ``accelerator.load_state`` and the CLUB optimiser from ``path``; returns the counters."""
+    club_file = path / CLUB_OPTIMIZER_FILE
+    if not club_file.is_file():
+        raise ValueError(f"resume_from_checkpoint: {path} has no {CLUB_OPTIMIZER_FILE} (written by an older "
+                         "hf-hdcid whose checkpoints this version cannot resume)")
+    accelerator.load_state(str(path))
+    club_optimizer.load_state_dict(torch.load(club_file, map_location="cpu", weights_only=True))
+    return json.loads((path / STATE_FILE).read_text())
+
+
+__all__ = ["CHECKPOINT_DIR", "CHECKPOINT_PREFIX", "TMP_PREFIX", "STATE_FILE", "CLUB_OPTIMIZER_FILE", "checkpoint_name",
+           "list_checkpoints", "resolve_checkpoint", "remove_stale_temporaries", "prune_checkpoints",
+           "save_checkpoint", "load_checkpoint"]
