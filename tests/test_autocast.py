@@ -142,7 +142,7 @@ def test_pretraining_cpc_lstms_run_under_autocast(monkeypatch, mode):
 
 
 def test_bf16_on_a_cpu_without_bf16_kernels_warns_once_with_the_figure(monkeypatch):
-    from hf_hdcid.training import loop
+    from hf_hdcid.training import setup as loop  # the run setup owns the check
 
     monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: False)
     with pytest.warns(RuntimeWarning, match=r"mixed_precision: 'bf16'.*21x slower.*mixed_precision='no'"):
