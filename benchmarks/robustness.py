@@ -178,6 +178,7 @@ def run_one(job: dict) -> dict:
                              lr=job["lr"], club_steps=job["club_steps"], seed=job["seed"], output_dir=str(work),
                              save_every_steps=0, progress=False, plot=False, report_to="none",
                              normalize_inputs=job["normalize_inputs"],
+                             club_update_order=job.get("club_update_order", "before_main"),
                              model_config={"num_layers": num_layers, "warm_start_epoch": warm,
                                            **job["model_config"]})
         model_dir = Path(pretrain(cfg))
@@ -319,6 +320,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-floor", action="store_true", help="skip the untrained encoders")
     parser.add_argument("--normalize-inputs", action=argparse.BooleanOptionalAction, default=True,
                         help="pretrain with input standardisation (the default; --no-normalize-inputs: raw features)")
+    parser.add_argument("--club-update-order", choices=("before_main", "after_main"), default="before_main",
+                        help="PretrainConfig.club_update_order (issue 15: the two orders of the CLUB update)")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -351,6 +354,7 @@ def main(argv=None) -> int:
                                  "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                                  "club_steps": args.club_steps, "probe_seeds": args.probe_seeds,
                                  "normalize_inputs": args.normalize_inputs,
+                                 "club_update_order": args.club_update_order,
                                  "model_config": model_config if trained else {}})
     print(f"{len(jobs)} runs to do ({len(records)} recorded) in {out}", flush=True)
     if jobs:

@@ -102,6 +102,14 @@ def gaussian_log_likelihood(mu: torch.Tensor, logvar: torch.Tensor, y: torch.Ten
     return (-(mu - y).pow(2) / logvar.exp() - logvar).sum(-1).mean() / 2
 
 
+@torch.compiler.disable
+def random_permutation(n: int, device) -> torch.Tensor:
+    """``torch.randperm(n)`` outside any torch.compile graph: inductor's randperm-index pattern fails on
+    an unsliced randperm followed by indexing (torch 2.13, "Not all inputs to pattern found"); eager
+    behaviour and the random stream are unchanged."""
+    return torch.randperm(n, device=device)
+
+
 def club_sampled(mu: torch.Tensor, logvar: torch.Tensor, y: torch.Tensor,
                  permutation: torch.Tensor) -> torch.Tensor:
     """The original code's CLUB estimate: one shuffled negative per sample, squared errors and
@@ -153,8 +161,7 @@ class CLUBEstimator(nn.Module):
         mu, logvar = self.mu(x), self.logvar(x)
         if estimator == "full":
             return club_full(mu, logvar, y)
-        permutation = torch.randperm(x.shape[0], device=x.device)
-        return club_sampled(mu, logvar, y, permutation)
+        return club_sampled(mu, logvar, y, random_permutation(x.shape[0], x.device))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -53,6 +53,10 @@ def train(settings: dict, out_file: str, dtype: str = "float64", freeze_codebook
         start_run_files(run)
         run_epochs(run)
         save_file(_cpu_state(run.model), f"{out_file}.rank{rank}.safetensors")
+        # which parameters Adam has a state for (a parameter whose gradient stayed None has none)
+        names = {id(p): n for n, p in run.model.named_parameters()}
+        with open(f"{out_file}.rank{rank}.adam.json", "w") as f:
+            json.dump(sorted(names[id(p)] for p in run.main_optimizer.optimizer.state), f)
         run.accelerator.wait_for_everyone()
     finally:
         torch.set_default_dtype(previous)
