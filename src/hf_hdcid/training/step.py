@@ -185,7 +185,22 @@ class PretrainingStep:
         skipped = bool(sync and acc is not None and acc.optimizer_step_was_skipped)
         return out, sync, skipped
 
+    def graph_epoch(self, epoch: int) -> int:
+        """The epoch as the model sees it: the loss depends on it only through the warm start, so every
+        epoch before ``warm_start_epoch`` is passed as 0 and every later one as ``warm_start_epoch``.
+        Same losses; a compiled forward (``dynamo_backend``) then sees two values, specialised as
+        constants (``specialize_int``), and compiles twice instead of tracing the epoch as a symbolic int
+        (which dynamo fails on at the warm start: "SymNodeVariable() is not a constant", torch 2.13)."""
+        warm = self.model.config.warm_start_epoch
+        return warm if epoch >= warm else 0
+
     def __call__(self, batch: dict, epoch: int) -> StepResult:
+        import torch._dynamo
+
+        with torch._dynamo.config.patch(specialize_int=True):
+            return self._step(batch, self.graph_epoch(epoch))
+
+    def _step(self, batch: dict, epoch: int) -> StepResult:
         features, club_loss = None, None
         if self.order == "before_main":
             if self.encoder_passes == "once":
