@@ -315,6 +315,15 @@ def test_script_reads_a_json_config_and_rejects_unknown_keys(shards, tmp_path, c
          "--warmup_steps", "5", "--push_to_hub", "--hub_model_id", "org/name", "--report-to", "tensorboard", "wandb"])
     assert (cfg.resume_from_checkpoint, cfg.lr_scheduler, cfg.warmup_steps, cfg.push_to_hub, cfg.hub_model_id,
             cfg.report_to) == ("latest", "cosine", 5, True, "org/name", ["tensorboard", "wandb"])
+    # lists: space- or comma-separated (the previous command line's spelling)
+    for flags in (["--report-to", "tensorboard,wandb", "--lr-milestones", "3,4"],
+                  ["--report_to", "tensorboard", "wandb", "--lr_milestones", "3", "4"]):
+        cfg = script.parse_command_line(["--data", str(shards), *flags])
+        assert (cfg.report_to, cfg.lr_milestones) == (["tensorboard", "wandb"], [3, 4]), flags
+    # an optional boolean: absent (None: the preset decides), --x, --x false, --no-x
+    for flags, expected in (([], None), (["--normalize-inputs"], True), (["--no-normalize-inputs"], False),
+                            (["--normalize_inputs", "false"], False)):
+        assert script.parse_command_line(["--data", str(shards), *flags]).normalize_inputs is expected, flags
     # settings that fail inside pretrain (before training) also exit 2 with one line
     assert script.main(["--data", str(shards), "--output-dir", str(tmp_path / "o2"), "--batch-size", "999",
                         "--no-progress"]) == 2

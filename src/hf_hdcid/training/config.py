@@ -269,10 +269,21 @@ def argument_parser(description: str | None = None):
     class PretrainArgumentParser(HfArgumentParser):
         @staticmethod
         def _parse_dataclass_field(parser, dc_field):
+            if dc_field.type == (bool | None):  # --x, --x true|false, --no-x; absent: None
+                from transformers.hf_argparser import string_to_bool
+
+                names = [f"--{dc_field.name}", f"--{dc_field.name.replace('_', '-')}"]
+                parser.add_argument(*dict.fromkeys(names), type=string_to_bool, nargs="?", const=True, default=None,
+                                    help=dc_field.metadata.get("help"))
+                parser.add_argument(*dict.fromkeys([f"--no_{dc_field.name}", f"--no-{dc_field.name.replace('_', '-')}"]),
+                                    dest=dc_field.name, action="store_const", const=False)
+                return
             if dc_field.type is dict:  # HfArgumentParser has no dict fields: parse them as JSON
                 dc_field = _with_type(dc_field, json_object)
             elif dc_field.type == (str | list[str]):  # one or more names; HfArgumentParser's list branch
-                dc_field = _with_type(dc_field, list[str], default_factory=lambda d=dc_field.default: d)
+                dc_field = _with_type(dc_field, list[_comma_list(str)], default_factory=lambda d=dc_field.default: d)
+            elif dc_field.type == list[int]:  # "10 20 30" or "10,20,30"
+                dc_field = _with_type(dc_field, list[_comma_list(int)], default_factory=dc_field.default_factory)
             elif dc_field.type in (int | None, float | None):  # "none" / "null" spell None on the command line
                 dc_field = _with_type(dc_field, _optional(int if dc_field.type == (int | None) else float))
             HfArgumentParser._parse_dataclass_field(parser, dc_field)
@@ -281,6 +292,15 @@ def argument_parser(description: str | None = None):
     parser.add_argument("--config", type=Path, default=None,
                         help="JSON file of PretrainConfig settings (unknown keys are errors); flags override it")
     return parser
+
+
+def _comma_list(base):
+    """argparse type: one value or comma-separated values -> a list (flattened by parse_command_line)."""
+    def parse(text: str):
+        return [base(v) for v in text.split(",") if v]
+
+    parse.__name__ = f"{base.__name__} list"
+    return parse
 
 
 def _optional(base):
@@ -317,6 +337,10 @@ def parse_command_line(argv: list[str] | None = None, description: str | None = 
         source = str(known.config)
     namespace = parser.parse_args(argv)
     values = {k: v for k, v in vars(namespace).items() if k != "config"}
+    for name in ("report_to", "lr_milestones"):  # nargs="+" of comma lists -> one flat list
+        value = values.get(name)
+        if isinstance(value, list) and any(isinstance(v, list) for v in value):
+            values[name] = [x for v in value for x in (v if isinstance(v, list) else [v])]
     return PretrainConfig.from_dict(values, source=source)
 
 
