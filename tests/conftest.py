@@ -3,6 +3,7 @@
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 
 # An isolated Hugging Face home for the whole session, set BEFORE huggingface_hub / transformers are
@@ -57,6 +58,42 @@ def make_batch(config: HDCIDConfig, batch_size: int = 3, seed: int = 0, dtype=to
         "text": torch.randn(batch_size, t, config.text_feature_dim, generator=g),
     }
     return {m: full[m].to(dtype) for m in config.modalities}
+
+
+def reset_accelerate_state() -> None:
+    """Forget accelerate's process-wide state (one mixed precision / accumulation setting per process)."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """Every test starts with no Accelerator state left by the one before."""
+    yield
+    if "accelerate.state" in sys.modules:
+        reset_accelerate_state()
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface (for torch.distributed / accelerate launch)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def minilm_synthetic_shards(path, clips: dict):
+    """The synthetic benchmark (tiny preset) with prompts embedded by the offline MiniLM, at ``path``."""
+    from hf_hdcid.data.synthetic import build_synthetic_shards
+    from hf_hdcid.data.text import TextFeatureExtractor, default_offline_text_model
+
+    extractor = TextFeatureExtractor(default_offline_text_model(), num_tokens=HDCIDConfig.tiny().num_frames,
+                                     progress=False)
+    config = HDCIDConfig.tiny(text_feature_dim=extractor.hidden_size)
+    return build_synthetic_shards(path, config, clips, seed=0, text_extractor=extractor)
 
 
 @pytest.fixture

@@ -155,7 +155,7 @@ def test_bf16_on_a_cpu_without_bf16_kernels_warns_once_with_the_figure(monkeypat
 
 
 def test_cpu_bf16_detection_matches_torch_capability():
-    from hf_hdcid.training.loop import cpu_has_fast_bf16
+    from hf_hdcid.training.setup import cpu_has_fast_bf16
 
     capability = torch.backends.cpu.get_cpu_capability()
     assert cpu_has_fast_bf16() == torch.ops.mkldnn._is_mkldnn_bf16_supported()

@@ -12,15 +12,14 @@ import pytest
 from hf_hdcid import HDCIDConfig
 from hf_hdcid.training import PretrainConfig, pretrain
 
+from conftest import reset_accelerate_state
+
 
 @pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
+def _fresh_dynamo():
     yield
     import torch._dynamo
-    from accelerate.state import AcceleratorState, GradientState
 
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
     torch._dynamo.reset()
 
 
@@ -32,14 +31,12 @@ def _losses(shards, out, backend) -> list[float]:
 
 
 def test_inductor_compiled_forward_gives_the_eager_losses(tmp_path):
-    from accelerate.state import AcceleratorState, GradientState
     from hf_hdcid.data.synthetic import build_synthetic_shards
 
     shards = build_synthetic_shards(tmp_path / "shards", HDCIDConfig.tiny(modalities=["audio", "video"]),
                                     {"pretrain": 32}, seed=0)
     eager = _losses(shards, tmp_path / "eager", "no")
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     compiled = _losses(shards, tmp_path / "inductor", "inductor")
     assert len(eager) == len(compiled) == 3 and all(math.isfinite(v) for v in compiled)
     assert math.isclose(compiled[0], eager[0], rel_tol=1e-5), (compiled, eager)

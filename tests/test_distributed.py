@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +27,8 @@ import torch.distributed as dist
 
 from hf_hdcid import MultimodalEMACodebook
 from hf_hdcid.modeling import ResidualEMACodebook
+
+from conftest import free_port
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with gloo is required"
@@ -48,12 +49,6 @@ def _load_worker():
 worker = _load_worker()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def outdir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("distributed")
@@ -63,7 +58,7 @@ def outdir(tmp_path_factory) -> Path:
     if sys.platform.startswith("linux"):
         env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback only: no dependence on host name resolution
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(WORLD),
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(WORKER_PATH), str(out)]
+           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(WORKER_PATH), str(out)]
     try:
         proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
     except subprocess.TimeoutExpired as err:

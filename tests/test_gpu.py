@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,19 +22,12 @@ import torch
 from hf_hdcid import HDCIDConfig, HDCIDForPreTraining
 from hf_hdcid.data.synthetic import random_feature_batch
 
+from conftest import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 DEVICE = os.environ.get("HDCID_TEST_DEVICE") or ("cuda" if torch.cuda.is_available() else None)
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(DEVICE is None, reason="no GPU (HDCID_TEST_DEVICE=cpu runs the CPU variants)")]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
 
 
 def _codebook_state(model) -> dict:
@@ -99,12 +91,6 @@ def test_mixed_precision_step_stays_finite_and_keeps_fp32_state(mixed_precision)
         assert sum(r.optimizer_stepped and not r.step_skipped for r in results) >= 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.launch
 def test_accelerate_launch_trains_with_ddp_on_the_gpus(tmp_path):
     from hf_hdcid.data.synthetic import build_synthetic_shards
@@ -113,7 +99,7 @@ def test_accelerate_launch_trains_with_ddp_on_the_gpus(tmp_path):
     processes = max(2, torch.cuda.device_count()) if DEVICE == "cpu" else max(1, min(2, torch.cuda.device_count()))
     command = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes",
                str(processes), "--num_machines", "1", "--mixed_precision", "bf16", "--dynamo_backend", "no",
-               "--main_process_port", str(_free_port()), str(REPO / "scripts" / "pretrain.py"), "--data", str(shards),
+               "--main_process_port", str(free_port()), str(REPO / "scripts" / "pretrain.py"), "--data", str(shards),
                "--output-dir", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "4", "--club-steps", "1",
                "--no-progress", "--report-to", "none", "--no-plot"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}

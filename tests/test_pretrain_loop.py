@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,31 +13,17 @@ from safetensors.torch import load_file
 from hf_hdcid import HDCIDConfig, HDCIDForPreTraining
 from hf_hdcid.training.loop import PretrainConfig, PretrainConfigError, clip_groups, list_checkpoints, pretrain
 
+from conftest import free_port, minilm_synthetic_shards, reset_accelerate_state
+
 REPO = Path(__file__).resolve().parent.parent
 CLIPS = 48
 BATCH = 8
 STEPS_PER_EPOCH = CLIPS // BATCH
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-
-
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    from hf_hdcid.data.synthetic import build_synthetic_shards
-    from hf_hdcid.data.text import TextFeatureExtractor, default_offline_text_model
-
-    extractor = TextFeatureExtractor(default_offline_text_model(), num_tokens=HDCIDConfig.tiny().num_frames,
-                                     progress=False)
-    config = HDCIDConfig.tiny(text_feature_dim=extractor.hidden_size)
-    return build_synthetic_shards(tmp_path_factory.mktemp("pretrain_data") / "shards", config, {"pretrain": CLIPS},
-                                  seed=0, text_extractor=extractor)
+    return minilm_synthetic_shards(tmp_path_factory.mktemp("pretrain_data") / "shards", {"pretrain": CLIPS})
 
 
 def settings(shards, output_dir, **overrides) -> PretrainConfig:
@@ -133,9 +118,7 @@ def test_bf16_mixed_precision_keeps_fp32_weights_and_codebooks(shards, tmp_path,
     assert len(log) == STEPS_PER_EPOCH and all(r["loss"] == r["loss"] for r in log)  # finite, logged
     saved = load_file(model_dir / "model.safetensors")
     assert {v.dtype for v in saved.values() if v.is_floating_point()} == {torch.float32}
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(True)  # accelerate keeps one precision per process
+    reset_accelerate_state()  # accelerate keeps one precision per process
     fp32 = load_file(pretrain(settings(shards, tmp_path / "fp32", epochs=1)) / "model.safetensors")
     key = "hdcid.layers.0.codebook.embed"  # autocast really changed the arithmetic
     assert not torch.equal(saved[key], fp32[key])
@@ -330,19 +313,13 @@ def test_script_reads_a_json_config_and_rejects_unknown_keys(shards, tmp_path, c
     assert "batch_size: 999 x 1 process(es)" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch_two_processes(shards, out, cwd, *flags) -> None:
     """``accelerate launch --multi_gpu`` on 2 CPU processes (gloo) of scripts/pretrain.py."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9",
            "TOKENIZERS_PARALLELISM": "false"}
     command = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(_free_port()), str(REPO / "scripts" / "pretrain.py"),
+               "--main_process_port", str(free_port()), str(REPO / "scripts" / "pretrain.py"),
                "--data", str(shards), "--output-dir", str(out), "--epochs", "2", "--batch-size", str(BATCH),
                "--club-steps", "1", "--model-config", '{"warm_start_epoch": 1}', "--save-rank-states",
                "--no-progress", *flags]
@@ -513,3 +490,18 @@ def test_help_lists_every_pretrain_config_field():
         if "_" in f.name:
             assert f"--{f.name.replace('_', '-')}" in result.stdout, f.name
     assert "--config" in result.stdout
+
+
+def test_replace_and_discard_folder_leave_one_complete_folder(tmp_path):
+    from hf_hdcid.training.checkpoints import discard_folder, replace_folder
+
+    final, new = tmp_path / "model", tmp_path / ".tmp_model"
+    final.mkdir()
+    (final / "config.json").write_text("old")
+    new.mkdir()
+    (new / "config.json").write_text("new")
+    replace_folder(new, final)
+    assert (final / "config.json").read_text() == "new" and not new.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # the old one is gone, nothing aside
+    discard_folder(final)
+    assert list(tmp_path.iterdir()) == []

@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hf_hdcid import HDCIDConfig
+from conftest import free_port, minilm_synthetic_shards, reset_accelerate_state
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("equivalence_worker.py")
@@ -44,25 +43,9 @@ def _worker():
 worker = _worker()
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-
-
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    from hf_hdcid.data.synthetic import build_synthetic_shards
-    from hf_hdcid.data.text import TextFeatureExtractor, default_offline_text_model
-
-    extractor = TextFeatureExtractor(default_offline_text_model(), num_tokens=HDCIDConfig.tiny().num_frames,
-                                     progress=False)
-    config = HDCIDConfig.tiny(text_feature_dim=extractor.hidden_size)
-    return build_synthetic_shards(tmp_path_factory.mktemp("equivalence") / "shards", config, {"pretrain": CLIPS},
-                                  seed=0, text_extractor=extractor)
+    return minilm_synthetic_shards(tmp_path_factory.mktemp("equivalence") / "shards", {"pretrain": CLIPS})
 
 
 def settings(shards, out, batch_size, **extra) -> dict:
@@ -80,19 +63,13 @@ def moved(a: dict, b: dict) -> float:
     return max_difference(a, b)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_at_batch_b_equal_one_process_at_batch_2b(shards, tmp_path):
     single = tmp_path / "single"
     worker.train(settings(shards, tmp_path / "run1", 2 * B), str(single))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
     command = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(_free_port()), str(WORKER),
+               "--main_process_port", str(free_port()), str(WORKER),
                json.dumps(settings(shards, tmp_path / "run2", B)), str(tmp_path / "ddp")]
     result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -124,10 +101,7 @@ def test_two_micro_batches_of_b_equal_one_batch_of_2b(shards, tmp_path):
     but two codebook updates of B; the gradients, the loss scaling by 1/2, the skipped optimiser steps
     and DDP's no_sync are what this checks."""
     worker.train(settings(shards, tmp_path / "big", 2 * B), str(tmp_path / "big"), freeze_codebooks=True)
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     worker.train(settings(shards, tmp_path / "acc", B, gradient_accumulation_steps=2), str(tmp_path / "acc"),
                  freeze_codebooks=True)
     big = load_file(tmp_path / "big.rank0.safetensors")

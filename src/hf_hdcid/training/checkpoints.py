@@ -63,16 +63,36 @@ def remove_stale_temporaries(output_dir: str | os.PathLike) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
+def _move_aside(path: Path) -> Path:
+    trash = path.with_name(TMP_PREFIX + "old_" + path.name)
+    if trash.exists():
+        shutil.rmtree(trash)
+    os.replace(path, trash)
+    return trash
+
+
+def discard_folder(path: Path) -> None:
+    """Delete ``path``: renamed aside first, so that a kill half-way through never leaves a partly
+    deleted folder under its name (a partly deleted checkpoint must not look complete)."""
+    shutil.rmtree(_move_aside(path), ignore_errors=True)
+
+
+def replace_folder(tmp: Path, final: Path) -> None:
+    """``tmp`` takes the place of ``final``; an older ``final`` is moved aside first and deleted once the
+    new one is in place (a kill leaves either folder complete under the name, never a mix)."""
+    old = _move_aside(final) if final.exists() else None
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def prune_checkpoints(output_dir: str | os.PathLike, keep: int) -> list[Path]:
     """Delete the oldest complete checkpoints so that at most ``keep`` (>= 0) remain; returns the
     deleted folders."""
     found = list_checkpoints(output_dir)
     doomed = found[:max(0, len(found) - keep)]
     for path in doomed:
-        # rename first: a folder half-deleted by a kill must not look like a complete checkpoint
-        trash = path.with_name(TMP_PREFIX + "old_" + path.name)
-        os.replace(path, trash)
-        shutil.rmtree(trash, ignore_errors=True)
+        discard_folder(path)
     return doomed
 
 
@@ -92,13 +112,9 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, train
         (tmp / STATE_FILE).write_text(json.dumps(trainer_state) + "\n")
     accelerator.wait_for_everyone()  # no rank is still writing into tmp
     if accelerator.is_main_process:
-        if final.exists():  # the same step saved again (a resumed run): replaced
-            trash = final.with_name(TMP_PREFIX + "old_" + final.name)
-            os.replace(final, trash)
-            shutil.rmtree(trash, ignore_errors=True)
         if save_total_limit:  # room for the new one (0: keep all)
             prune_checkpoints(output_dir, save_total_limit - 1)
-        os.replace(tmp, final)  # atomic: a folder named step_* is always complete
+        replace_folder(tmp, final)  # a folder named step_* is always complete
     accelerator.wait_for_everyone()
     return final
 
@@ -115,5 +131,5 @@ def load_checkpoint(accelerator, path: Path, club_optimizer: torch.optim.Optimiz
 
 
 __all__ = ["CHECKPOINT_DIR", "CHECKPOINT_PREFIX", "TMP_PREFIX", "STATE_FILE", "CLUB_OPTIMIZER_FILE", "checkpoint_name",
-           "list_checkpoints", "resolve_checkpoint", "remove_stale_temporaries", "prune_checkpoints",
+           "list_checkpoints", "resolve_checkpoint", "remove_stale_temporaries", "discard_folder", "replace_folder", "prune_checkpoints",
            "save_checkpoint", "load_checkpoint"]

@@ -210,14 +210,19 @@ class PretrainConfig:
 
     # ------------------------------------------------------------------ (de)serialisation
     @classmethod
-    def from_dict(cls, values: dict, source: str = "config") -> "PretrainConfig":
+    def check_keys(cls, values, source: str) -> dict:
+        """``values`` if it is a dict of field names; ValueError naming ``source`` otherwise."""
         if not isinstance(values, dict):
             raise ValueError(f"{source}: expected a JSON object of settings, got {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"{source}: unknown key(s) {unknown}; expected only {sorted(known)}")
-        return cls(**values)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> "PretrainConfig":
+        return cls(**cls.check_keys(values, source))
 
     @classmethod
     def read_json(cls, path: str | os.PathLike) -> dict:
@@ -230,13 +235,7 @@ class PretrainConfig:
             raise ValueError(f"{path}: cannot read the config file: {err}") from err
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: not valid JSON: {err}") from err
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a JSON object of settings, got {type(values).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown key(s) {unknown}; expected only {sorted(known)}")
-        return values
+        return cls.check_keys(values, str(path))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike, **overrides) -> "PretrainConfig":

@@ -31,19 +31,18 @@ prepared for DDP, optimisers, data, schedule, resume) -> :func:`run_epochs` (the
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 
 import torch
 
-from .checkpoints import (CHECKPOINT_DIR, CHECKPOINT_PREFIX, STATE_FILE, TMP_PREFIX, list_checkpoints,  # noqa: F401
-                          remove_stale_temporaries, resolve_checkpoint, save_checkpoint)
-from .config import MIXED_PRECISION, PRESETS, PretrainConfig, PretrainConfigError  # noqa: F401
+from .checkpoints import (TMP_PREFIX, list_checkpoints, remove_stale_temporaries, replace_folder,  # noqa: F401
+                          resolve_checkpoint, save_checkpoint)
+from .config import PretrainConfig, PretrainConfigError  # noqa: F401
 from .logs import LOG_FILE, log_step, truncate_log
-from .setup import (Run, build_model_config, check_hub_settings, cpu_has_fast_bf16, feature_statistics,  # noqa: F401
-                    resolve_trackers, setup_run, tracker_config, use_cpu, warn_if_slow_bf16)
+from .setup import (Run, build_model_config, check_hub_settings, feature_statistics, resolve_trackers,  # noqa: F401
+                    setup_run, tracker_config, use_cpu)
 from .step import clip_groups  # noqa: F401
 
 TRAINING_INFO_FILE = "training_info.json"
@@ -171,19 +170,6 @@ def write_model_folder(run: Run, model_dir: Path, train_time: float) -> None:
         plot_loss_curves(log_path, run.output_dir / LOSS_PLOT_FILE, title=title)
         shutil.copyfile(run.output_dir / LOSS_PLOT_FILE, model_dir / LOSS_PLOT_FILE)
     write_model_card(model_dir, repo_id=cfg.hub_model_id if cfg.push_to_hub else None)
-
-
-def replace_folder(tmp: Path, final: Path) -> None:
-    """``tmp`` takes the place of ``final`` (an older ``final`` is moved aside first, then deleted)."""
-    if final.exists():
-        old = final.with_name(TMP_PREFIX + "old_" + final.name)
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
 
 
 def finish(run: Run, train_time: float) -> Path:

@@ -150,7 +150,7 @@ class PretrainingStep:
         self.accelerator = accelerator
         self.main_module = model if main_module is None else main_module
         self.club_module = CLUBObjective(model) if club_module is None else club_module
-        self.groups = clip_groups(model)
+        self.groups = clip_groups(model) if clip else []  # walked once per step only when clipping
 
     def autocast(self):
         return self.accelerator.autocast() if self.accelerator is not None else contextlib.nullcontext()
