@@ -35,6 +35,8 @@ import torch
 
 from hf_hdcid import HDCIDConfig, HDCIDForPreTraining
 from hf_hdcid.data.synthetic import random_feature_batch
+from hf_hdcid.modeling import convolution_hdcid
+from hf_hdcid.training.setup import adam
 
 PRESETS = ("hdcid", "dcid", "tiny", "original_hdcid")
 CLUB_STEPS = 5
@@ -91,17 +93,24 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--autocast", choices=("none", "bf16"), default="none",
                         help="bf16: forward passes under torch.autocast (codebooks stay fp32)")
+    parser.add_argument("--convolution", choices=("auto", "native"), default="auto",
+                        help="auto: the model's choice (one GEMM per video convolution on the CPU); "
+                             "native: torch's conv kernels (oneDNN on the CPU), for comparison")
+    parser.add_argument("--adam", choices=("fused", "loop"), default="fused",
+                        help="fused: the pretraining loop's Adam (torch's fused kernel); loop: torch's default")
     args = parser.parse_args(argv)
     if args.steps < 2:
         parser.error("--steps must be >= 2 (the first step is the warm-up)")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    if args.convolution == "native":
+        convolution_hdcid.use_gemm_convolution = lambda x: False
     dtype = getattr(torch, args.dtype)
     config = getattr(HDCIDConfig, args.preset)()
     model = HDCIDForPreTraining(config).to(dtype).train()
-    main_opt = torch.optim.Adam(model.main_parameters(), lr=1e-4)
-    club_opt = torch.optim.Adam(model.club_parameters(), lr=1e-4)
+    main_opt = adam(model.main_parameters(), 1e-4, torch.device("cpu"), fused=args.adam == "fused")
+    club_opt = adam(model.club_parameters(), 1e-4, torch.device("cpu"), fused=args.adam == "fused")
     rss_after_build = current_rss_mb()
     counts = parameter_counts(model)
     batch = {m: x.to(dtype) for m, x in
@@ -110,7 +119,7 @@ def main(argv=None) -> dict:
 
     print(f"hf-hdcid train step: preset={args.preset} num_layers={config.num_layers} "
           f"layers_in_loss={active} (epoch {args.epoch}, warm start {config.warm_start_epoch}) "
-          f"batch={args.batch_size} T={config.num_frames} dtype={args.dtype} autocast={args.autocast} threads={torch.get_num_threads()} "
+          f"batch={args.batch_size} T={config.num_frames} dtype={args.dtype} autocast={args.autocast} convolution={args.convolution} adam={args.adam} threads={torch.get_num_threads()} "
           f"club_steps={CLUB_STEPS}")
     print(f"torch {torch.__version__}, python {platform.python_version()}, {platform.machine()}, "
           f"{os.cpu_count()} CPUs")
@@ -170,7 +179,7 @@ def main(argv=None) -> dict:
 
     result = {
         "preset": args.preset, "batch_size": args.batch_size, "steps": args.steps, "epoch": args.epoch,
-        "layers_in_loss": active, "dtype": args.dtype, "autocast": args.autocast, "threads": torch.get_num_threads(),
+        "layers_in_loss": active, "dtype": args.dtype, "autocast": args.autocast, "convolution": args.convolution, "adam": args.adam, "threads": torch.get_num_threads(),
         "club_steps": CLUB_STEPS, "torch": torch.__version__, "params": counts,
         "step_seconds": [round(t, 4) for t in step_times],
         "median_seconds_per_step": round(median, 4),

@@ -21,6 +21,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_hdcid import FSQ_NO_TOC, MODALITIES, HDCIDConfig
+from .convolution_hdcid import ChannelsLastConv2d, ChannelsLastConvTranspose2d
 from .objectives_hdcid import CLUBEstimator, CrossModalCPC, cross_modal_code_matching
 from .quantization_hdcid import CodebookOutput, MultimodalEMACodebook
 from .quantizers_hdcid import FiniteDiscreteTokens, build_quantizer
@@ -113,7 +114,7 @@ class HDCIDPreTrainingOutput(ModelOutput):
 # Building blocks
 # =============================================================================================
 class ResidualStack(nn.Module):
-    """Residual 3x3 -> 1x1 conv blocks then ReLU.
+    """Residual 3x3 -> 1x1 conv blocks then ReLU, on channels-last maps [N, H, W, C].
 
     Each block computes x = relu(x) + W1 relu(W3 relu(x)): the original's block starts with an
     in-place ReLU, so its skip path carries relu(x)."""
@@ -121,8 +122,8 @@ class ResidualStack(nn.Module):
     def __init__(self, channels: int, num_layers: int):
         super().__init__()
         self.layers = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.ReLU(),
-                          nn.Conv2d(channels, channels, 1, bias=False))
+            nn.Sequential(ChannelsLastConv2d(channels, channels, 3, padding=1, bias=False), nn.ReLU(),
+                          ChannelsLastConv2d(channels, channels, 1, bias=False))
             for _ in range(num_layers)
         )
 
@@ -179,13 +180,16 @@ class VideoChannelAttentionPooling(nn.Module):
 
 class VideoSpecificEncoder(nn.Module):
     """Modality-specific video encoder Psi (layer 1): unpadded 3x3, 3x3, 1x1 convs + residual stack
-    (7x7 -> 3x3 map), and an MLP on the spatially pooled map back to ``video_feature_dim``."""
+    (7x7 -> 3x3 map), and an MLP on the spatially pooled map back to ``video_feature_dim``.
+
+    The convolutions run on channels-last maps (:mod:`.convolution_hdcid`: one GEMM each on the CPU)."""
 
     def __init__(self, config: HDCIDConfig):
         super().__init__()
         c_in, (c1, c2) = config.video_feature_dim, config.video_conv_channels
         self.convs = nn.Sequential(
-            nn.Conv2d(c_in, c1, 3), nn.ReLU(), nn.Conv2d(c1, c2, 3), nn.ReLU(), nn.Conv2d(c2, c2, 1),
+            ChannelsLastConv2d(c_in, c1, 3), nn.ReLU(), ChannelsLastConv2d(c1, c2, 3), nn.ReLU(),
+            ChannelsLastConv2d(c2, c2, 1),
             ResidualStack(c2, config.video_residual_layers),
         )
         self.mlp = nn.Sequential(
@@ -196,10 +200,9 @@ class VideoSpecificEncoder(nn.Module):
     def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, T, H, W, C] -> (map [B, T, H-4, W-4, C2], pooled feature [B, T, C])."""
         b, t, h, w, c = video.shape
-        maps = self.convs(video.reshape(b * t, h, w, c).permute(0, 3, 1, 2))  # [B*T, C2, h, w]
-        pooled = self.mlp(maps.mean((2, 3)).view(b, t, -1))  # [B, T, C]
-        maps = maps.permute(0, 2, 3, 1).reshape(b, t, maps.shape[2], maps.shape[3], -1)
-        return maps, pooled
+        maps = self.convs(video.reshape(b * t, h, w, c))  # [B*T, h, w, C2]
+        pooled = self.mlp(maps.mean((1, 2)).view(b, t, -1))  # [B, T, C]
+        return maps.reshape(b, t, maps.shape[1], maps.shape[2], -1), pooled
 
 
 class LinearSpecificEncoder(nn.Module):
@@ -271,17 +274,17 @@ class VideoReconstructionDecoder(nn.Module):
         c_out, (c1, c2), d = config.video_feature_dim, config.video_conv_channels, config.hidden_size
         self.code_projection = nn.Linear(d, d)
         self.deconvs = nn.Sequential(
-            nn.ConvTranspose2d(c2 + d, c1, 3), ResidualStack(c1, config.video_residual_layers),
-            nn.ConvTranspose2d(c1, c_out, 3), nn.ReLU(), nn.ConvTranspose2d(c_out, c_out, 1),
+            ChannelsLastConvTranspose2d(c2 + d, c1, 3), ResidualStack(c1, config.video_residual_layers),
+            ChannelsLastConvTranspose2d(c1, c_out, 3), nn.ReLU(), ChannelsLastConvTranspose2d(c_out, c_out, 1),
         )
 
     def forward(self, code: torch.Tensor, specific_map: torch.Tensor) -> torch.Tensor:
         """code [B, T, D], specific_map [B, T, h, w, C2] -> reconstruction [B, T, h+4, w+4, C]."""
         b, t, h, w, _ = specific_map.shape
         tiled = self.code_projection(code)[:, :, None, None, :].expand(b, t, h, w, -1)
-        x = torch.cat([tiled, specific_map], dim=-1).reshape(b * t, h, w, -1).permute(0, 3, 1, 2)
-        x = self.deconvs(x)  # [B*T, C, H, W]
-        return x.permute(0, 2, 3, 1).reshape(b, t, x.shape[2], x.shape[3], -1)
+        x = torch.cat([tiled, specific_map], dim=-1).reshape(b * t, h, w, -1)  # [B*T, h, w, D+C2]
+        x = self.deconvs(x)  # [B*T, H, W, C] (channels-last)
+        return x.reshape(b, t, x.shape[1], x.shape[2], -1)
 
 
 class FeatureReconstructionDecoder(nn.Module):

@@ -76,7 +76,8 @@ def test_checkpoint_holds_fp32_codebooks_and_the_auto_map(tmp_path):
     trained_tiny(tmp_path)
     names = sorted(os.listdir(tmp_path))
     assert {"config.json", "model.safetensors", "configuration_hdcid.py", "modeling_hdcid.py",
-            "quantization_hdcid.py", "objectives_hdcid.py", "recurrent_hdcid.py", "toc_hdcid.py"} <= set(names)
+            "quantization_hdcid.py", "objectives_hdcid.py", "recurrent_hdcid.py", "toc_hdcid.py",
+            "convolution_hdcid.py"} <= set(names)
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["model_type"] == "hdcid"
     assert cfg["auto_map"] == {
