@@ -181,7 +181,8 @@ def build_accelerator(cfg: PretrainConfig, trackers: list[str]):
     extra = {}
     if cfg.dynamo_backend.lower() != "no":  # else a launcher's --dynamo_backend (environment) still applies
         extra["dynamo_plugin"] = TorchDynamoPlugin(backend=cfg.dynamo_backend.lower())
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=True, broadcast_buffers=False)
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True, broadcast_buffers=False,
+                                        gradient_as_bucket_view=True)
     return Accelerator(cpu=use_cpu(), mixed_precision=cfg.mixed_precision,
                        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
                        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
