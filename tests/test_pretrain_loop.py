@@ -493,7 +493,7 @@ def test_help_lists_every_pretrain_config_field():
 
 
 def test_replace_and_discard_folder_leave_one_complete_folder(tmp_path):
-    from hf_hdcid.training.checkpoints import discard_folder, replace_folder
+    from hf_hdcid.folders import discard_folder, replace_folder
 
     final, new = tmp_path / "model", tmp_path / ".tmp_model"
     final.mkdir()

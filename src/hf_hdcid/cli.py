@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+#: set to 1 to see the full traceback of an expected failure (same as --debug)
+DEBUG_ENV = "HF_HDCID_DEBUG"
+#: failures a user can cause (bad input, a busy or full folder, a diverged run): one line, exit code 2
+EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -56,7 +62,7 @@ def _toc(args: argparse.Namespace) -> int:
     from .toc import run_toc
 
     summary = run_toc(args.model, args.channels, out_dir=args.out, lam=args.lam, normalize=args.normalize,
-                      top_bottom=(args.top, args.bottom))
+                      top_bottom=(args.top, args.bottom), overwrite=args.overwrite)
     for row in summary["layers"]:
         print(f"layer {row['layer']}: {row['num_channels']} channels, mean |cos| off-diagonal "
               f"{row['mean_abs_cosine_before']:.4f} -> {row['mean_abs_cosine_after']:.4f}")
@@ -161,6 +167,8 @@ def _convert_original(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-hdcid", description="H-DCID, DCID and TOC on Hugging Face.")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the full traceback of a failure (also: {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="synthetic benchmark -> pretrain tiny DCID and H-DCID -> TOC -> "
                                        "cross-modal benchmarks -> results table and model cards")
@@ -206,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     toc.add_argument("--bottom", type=int, default=0, help="share of worst channels (original toc_min_num)")
     toc.add_argument("--normalize", action="store_true", help="unit-norm codes first (the paper's assumption)")
     toc.add_argument("--out", default=None, help="output folder (default: <model>-toc<channels>)")
+    toc.add_argument("--overwrite", action="store_true", help="replace an existing model folder at --out")
     toc.set_defaults(func=_toc)
     syn = sub.add_parser("make-synthetic", help="write the synthetic audio-visual-text benchmark as feature shards")
     syn.add_argument("out", help="output shard folder (must not exist unless --overwrite)")
@@ -271,9 +280,19 @@ def main(argv: list[str] | None = None) -> int:
     datasets.disable_progress_bars()
     try:
         return args.func(args)
-    except (ValueError, FileExistsError, FileNotFoundError, OSError) as err:
-        print(f"hf-hdcid {args.command}: error: {err}", file=sys.stderr)
+    except EXPECTED_ERRORS as err:
+        if args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        print(f"hf-hdcid {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"hf-hdcid {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    return " ".join(text.split()) if len(text) < 2000 else " ".join(text[:2000].split()) + " ..."
 
 
 if __name__ == "__main__":

@@ -462,7 +462,10 @@ def render_model_card(model_dir: str | os.PathLike, results: list | None = None,
 
     from .model_cards import HDCID_CARD_TEMPLATE
 
+    from .loading import check_model_folder
+
     folder = check_model_dir(model_dir)
+    check_model_folder(folder)  # a card describes the weights that are there
     if repo_id is not None:
         check_repo_id(repo_id)
     config, raw = _load_config(folder)
@@ -517,7 +520,9 @@ def write_model_card(model_dir: str | os.PathLike, results: list | None = None, 
     """Render the card (:func:`render_model_card`) and write it to ``model_dir/README.md``; returns the path."""
     card = render_model_card(model_dir, results, repo_id=repo_id)
     path = Path(model_dir) / CARD_FILE
-    path.write_text(str(card), encoding="utf-8")
+    tmp = path.with_name(f".{CARD_FILE}.tmp")
+    tmp.write_text(str(card), encoding="utf-8")
+    os.replace(tmp, path)  # a reader never sees half a card
     return path
 
 
@@ -540,6 +545,19 @@ def check_repo_id(repo_id: Any) -> str:
     return repo_id
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection failures as huggingface_hub's HTTP client raises them (httpx2 / httpx), plus the builtins."""
+    import importlib
+
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for name in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
 def push(model_dir: str | os.PathLike, repo_id: str, private: bool = False, revision: str | None = None,
          commit_message: str = "Upload H-DCID model", token: str | None = None):
     """Upload a saved H-DCID / DCID folder to the Hub repo ``repo_id`` in one commit.
@@ -552,7 +570,10 @@ def push(model_dir: str | os.PathLike, repo_id: str, private: bool = False, revi
     """
     from huggingface_hub import HfApi, ModelCard, get_token
 
+    from .loading import check_model_folder
+
     folder = check_model_dir(model_dir)
+    check_model_folder(folder)  # truncated / mismatched weights never reach the Hub
     check_repo_id(repo_id)
     if revision is not None and (not isinstance(revision, str) or not revision.strip()):
         raise ValueError(f"revision: expected None or a branch name, got {revision!r}")
@@ -570,12 +591,18 @@ def push(model_dir: str | os.PathLike, repo_id: str, private: bool = False, revi
         write_model_card(folder, repo_id=repo_id)
     files = upload_files(folder)
 
+    from huggingface_hub import constants
+
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    if revision is not None and revision != "main":
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
-    return api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision, commit_message=commit_message,
-                             allow_patterns=[glob.escape(name) for name in files])
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision is not None and revision != "main":
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        return api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
+                                 commit_message=commit_message, allow_patterns=[glob.escape(name) for name in files])
+    except _transport_errors() as err:  # refused, unreachable, timed out: nothing was committed
+        raise OSError(f"cannot reach the Hub at {constants.ENDPOINT} ({type(err).__name__}: {err}); nothing was "
+                      "uploaded") from None
 
 
 __all__ = ["render_model_card", "write_model_card", "push", "upload_files", "check_model_dir", "check_repo_id",

@@ -425,6 +425,24 @@ def _shard_config(config: HDCIDConfig, modalities: list[str]) -> HDCIDConfig:
     return shard_config
 
 
+def _check_path_keys(layout: str, paths: dict) -> None:
+    """ValueError naming the unknown and the missing keys of ``layout`` (its records function's arguments)."""
+    import inspect
+
+    function = {"vggsound": vggsound_records, "vggsound81k": vggsound81k_records, "ave": ave_records,
+                "avvp": avvp_records, "ucf_vggsound": ucf_vggsound_records}[layout]
+    params = {n: p for n, p in inspect.signature(function).parameters.items() if n != "num_frames"}
+    required = [n for n, p in params.items() if p.default is inspect.Parameter.empty]
+    unknown = sorted(set(paths) - set(params))
+    missing = [n for n in required if n not in paths]
+    if unknown or missing:
+        raise ValueError(f"--path (layout {layout!r}): expected keys {', '.join(required)}"
+                         + (f" (optional: {', '.join(n for n in params if n not in required)})"
+                            if len(required) < len(params) else "")
+                         + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+                         + (f"; missing: {', '.join(missing)}" if missing else ""))
+
+
 def convert_features(layout: str, out_dir: str | os.PathLike, config: HDCIDConfig, *, num_shards: int | None = None,
                      overwrite: bool = False, progress: bool = True, **paths) -> Path:
     """Convert one original feature layout to a shard folder (see :mod:`hf_hdcid.data.shards`).
@@ -453,6 +471,7 @@ def convert_features(layout: str, out_dir: str | os.PathLike, config: HDCIDConfi
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout: expected one of {list(LAYOUTS)}, got {layout!r}")
+    _check_path_keys(layout, paths)
     t = config.num_frames
     label_width = num_classes = None
     available = ["audio", "video"]

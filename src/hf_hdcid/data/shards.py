@@ -69,6 +69,7 @@ from datasets import Array2D, Array4D, Dataset, Features, IterableDataset, Value
 from datasets.distributed import split_dataset_by_node
 from datasets.exceptions import DatasetGenerationError
 
+from ..folders import disk_error, exclusive_folder, replace_folder
 from ..modeling import MODALITIES, HDCIDConfig
 from ..modeling.modeling_hdcid import expected_shape
 
@@ -264,22 +265,6 @@ def _split_order(split_column: pa.ChunkedArray) -> np.ndarray | None:
     return np.argsort(key, kind="stable")
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    """Rename ``new`` to ``target``; an existing ``target`` is moved aside first and deleted only after
-    the new folder is in place (restored if that rename fails)."""
-    if not target.exists():
-        os.rename(new, target)
-        return
-    backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-    os.rename(target, backup)
-    try:
-        os.rename(new, target)
-    except BaseException:
-        os.rename(backup, target)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
-
-
 def write_shards(records_or_generator: Iterable[dict] | Callable[[], Iterable[dict]], out_dir: str | os.PathLike,
                  config: HDCIDConfig, num_shards: int | None = None, *, with_text_features: bool = True,
                  with_prompt: bool | None = None, label_width: int | None = None, num_classes: int | None = None,
@@ -303,13 +288,7 @@ def write_shards(records_or_generator: Iterable[dict] | Callable[[], Iterable[di
     Returns the absolute path of ``out_dir``.
     """
     out_dir = Path(out_dir).absolute()
-    if out_dir.exists() or out_dir.is_symlink():
-        if not overwrite:
-            raise FileExistsError(f"{out_dir} already exists: pass overwrite=True to replace it")
-        is_shard_folder = (out_dir / MANIFEST_NAME).is_file() or (out_dir / "state.json").is_file()
-        if out_dir.is_symlink() or not out_dir.is_dir() or (any(out_dir.iterdir()) and not is_shard_folder):
-            raise FileExistsError(f"{out_dir} exists and is not a shard folder (no {MANIFEST_NAME} or state.json): "
-                                  "refusing to replace it even with overwrite=True")
+    _check_replaceable(out_dir, overwrite)
     if num_shards is not None and (not isinstance(num_shards, int) or isinstance(num_shards, bool) or num_shards < 1):
         raise ValueError(f"num_shards: expected None or a positive int, got {num_shards!r}")
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
@@ -328,7 +307,21 @@ def write_shards(records_or_generator: Iterable[dict] | Callable[[], Iterable[di
             failure.append(error)
             raise
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_folder(out_dir, f"write_shards {out_dir.name}"):
+        _check_replaceable(out_dir, overwrite)  # again, under the lock: another writer may have finished
+        try:
+            return _write_staged(generate, failure, out_dir, overwrite, features, config, num_shards, label_width,
+                                 writer_batch_size)
+        except OSError as err:
+            mapped = disk_error(err, out_dir, "writing shards into")
+            if mapped is err:
+                raise
+            raise mapped from None
+
+
+def _write_staged(generate, failure, out_dir, overwrite, features, config, num_shards, label_width,
+                  writer_batch_size) -> Path:
+    """Write the shards into a hidden sibling and rename them into place (the caller holds the lock)."""
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         try:
@@ -358,10 +351,21 @@ def write_shards(records_or_generator: Iterable[dict] | Callable[[], Iterable[di
         dataset.save_to_disk(str(data_dir), num_shards=num_shards)
         del dataset
         _write_manifest(data_dir, config, features, split_counts, label_width)
-        _replace_dir(data_dir, out_dir)
+        _check_replaceable(out_dir, overwrite)
+        replace_folder(data_dir, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def _check_replaceable(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() or out_dir.is_symlink():
+        if not overwrite:
+            raise FileExistsError(f"{out_dir} already exists: pass overwrite=True to replace it")
+        is_shard_folder = (out_dir / MANIFEST_NAME).is_file() or (out_dir / "state.json").is_file()
+        if out_dir.is_symlink() or not out_dir.is_dir() or (any(out_dir.iterdir()) and not is_shard_folder):
+            raise FileExistsError(f"{out_dir} exists and is not a shard folder (no {MANIFEST_NAME} or state.json): "
+                                  "refusing to replace it even with overwrite=True")
 
 
 def _split_column(dataset: Dataset) -> pa.ChunkedArray:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import torch
 
@@ -80,6 +81,25 @@ def word_groups(tokens: Sequence[str], special: Sequence[bool], word_ids: Sequen
     return groups
 
 
+#: files of which a local text-model folder needs at least one to tokenize (else every word would be [UNK])
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "spiece.model", "vocab.json", "sentencepiece.bpe.model")
+
+
+def _check_text_model_folder(name) -> None:
+    """A local folder must hold a config and tokenizer files; a missing local path is not a Hub id."""
+    from ..loading import looks_like_local_path
+
+    path = Path(str(name))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"text model {path}: no config.json (not a transformers model folder)")
+        if not any((path / f).is_file() for f in TOKENIZER_FILES):
+            raise FileNotFoundError(f"text model {path}: no tokenizer files (expected one of {', '.join(TOKENIZER_FILES)});"
+                                    " save the tokenizer with the model (tokenizer.save_pretrained)")
+    elif looks_like_local_path(str(name)) or path.exists():
+        raise FileNotFoundError(f"text model {name}: no such folder")
+
+
 class TextFeatureExtractor:
     """Per-word last-layer encoder features of prompts, ``[N, num_tokens, hidden]`` (section 1.2).
 
@@ -117,6 +137,7 @@ class TextFeatureExtractor:
             raise ValueError(f"dtype: expected a floating-point torch.dtype, got {dtype!r}")
         from transformers import AutoModel, AutoTokenizer
 
+        _check_text_model_folder(model_name_or_path)
         self.tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
         self.device = torch.device("cpu" if device is None else device)
         self.dtype = dtype

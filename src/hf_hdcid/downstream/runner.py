@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import statistics
 import time
@@ -24,13 +25,14 @@ LAYER_CHOICES = ("1", "2", "both")
 def load_encoder(model):
     """An :class:`HDCIDModel` in eval mode: the given one, or loaded from a folder / Hub id (a
     pretraining checkpoint loads its encoder)."""
+    from ..loading import load_model
     from ..modeling import HDCIDModel, HDCIDPreTrainedModel
 
     if isinstance(model, HDCIDPreTrainedModel):
         return model.base_model.eval()
     if not isinstance(model, (str, os.PathLike)):
         raise ValueError(f"model: expected an HDCID model, a folder or a Hub id, got {type(model).__name__}")
-    return HDCIDModel.from_pretrained(str(model)).eval()
+    return load_model(model, HDCIDModel).eval()
 
 
 def resolve_layers(config, layers) -> list[int]:
@@ -244,10 +246,22 @@ def evaluate_downstream(model, task: str, direction: str, data, test_data=None, 
     epochs = spec.epochs if epochs is None else int(epochs)
     batch_size = spec.batch_size if batch_size is None else int(batch_size)
     lr = spec.lr if lr is None else float(lr)
-    if epochs < 1 or batch_size < 1 or not lr > 0:
-        raise ValueError(f"epochs / batch_size / lr: expected positive values, got {epochs} / {batch_size} / {lr}")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs / batch_size: expected positive values, got {epochs} / {batch_size}")
+    if not (math.isfinite(lr) and 0 < lr <= 1):
+        raise ValueError(f"lr: expected a finite probe learning rate in (0, 1], got {lr}")
+    if out_dir is not None:
+        from ..folders import check_writable_folder
+
+        check_writable_folder(out_dir, "out_dir")  # before the work, not after it
     encoder = load_encoder(model)
     config = encoder.config
+    if toc_channels is not None:
+        if config.quantizer == "fsq":
+            raise ValueError("toc_channels: expected None with quantizer='fsq' (no codebook to select channels of), "
+                             f"got {toc_channels}")
+        if isinstance(toc_channels, bool) or not isinstance(toc_channels, int) or not 1 <= toc_channels <= config.hidden_size:
+            raise ValueError(f"toc_channels: expected an int in [1, {config.hidden_size}], got {toc_channels!r}")
     for m in (train_modality, test_modality):
         if m not in config.modalities:
             raise ValueError(f"model: direction {direction!r} needs {m!r}, which the model does not encode "

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from ..folders import OLD_MARK, discard_folder, replace_folder  # noqa: F401 - re-exported
+
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "step_"
 TMP_PREFIX = ".tmp_"
@@ -56,34 +58,13 @@ def resolve_checkpoint(resume_from: str | None, output_dir: str | os.PathLike) -
 
 
 def remove_stale_temporaries(output_dir: str | os.PathLike) -> None:
-    """Delete ``.tmp_*`` folders left by a run killed while saving (main process, before training)."""
+    """Delete ``.tmp_*`` folders and moved-aside old copies left by a run killed while saving (main
+    process, before training, holding the output folder's lock)."""
     root = Path(output_dir) / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(TMP_PREFIX + "*"):
-        shutil.rmtree(stale, ignore_errors=True)
-
-
-def _move_aside(path: Path) -> Path:
-    trash = path.with_name(TMP_PREFIX + "old_" + path.name)
-    if trash.exists():
-        shutil.rmtree(trash)
-    os.replace(path, trash)
-    return trash
-
-
-def discard_folder(path: Path) -> None:
-    """Delete ``path``: renamed aside first, so that a kill half-way through never leaves a partly
-    deleted folder under its name (a partly deleted checkpoint must not look complete)."""
-    shutil.rmtree(_move_aside(path), ignore_errors=True)
-
-
-def replace_folder(tmp: Path, final: Path) -> None:
-    """``tmp`` takes the place of ``final``; an older ``final`` is moved aside first and deleted once the
-    new one is in place (a kill leaves either folder complete under the name, never a mix)."""
-    old = _move_aside(final) if final.exists() else None
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    for pattern in (TMP_PREFIX + "*", f".*{OLD_MARK}*"):
+        for stale in root.glob(pattern):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def prune_checkpoints(output_dir: str | os.PathLike, keep: int) -> list[Path]:

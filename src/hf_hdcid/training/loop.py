@@ -37,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from ..folders import disk_error, folder_size
 from .checkpoints import (TMP_PREFIX, list_checkpoints, remove_stale_temporaries, replace_folder,  # noqa: F401
                           resolve_checkpoint, save_checkpoint)
 from .config import PretrainConfig, PretrainConfigError  # noqa: F401
@@ -56,9 +57,12 @@ def pretrain(cfg: PretrainConfig) -> Path:
     ``save_pretrained`` with the TOC channels). Everything is validated before the first step
     (:class:`PretrainConfigError`)."""
     run = setup_run(cfg)
-    start_run_files(run)
-    train_time = run_epochs(run)
-    return finish(run, train_time)
+    try:
+        start_run_files(run)
+        train_time = run_epochs(run)
+        return finish(run, train_time)
+    finally:
+        run.release()
 
 
 def start_run_files(run: Run) -> None:
@@ -81,6 +85,7 @@ def _checkpointer(run: Run):
     def save(step: int, epoch: int, batches_in_epoch: int) -> None:
         if step == last_saved[0]:
             return
+        check_finite_weights(run.model, f"step {step}")  # every rank: the replicas are equal, all stop together
         save_checkpoint(run.accelerator, run.output_dir, step,
                         {"global_step": step, "epoch": epoch, "batches_in_epoch": batches_in_epoch},
                         run.club_optimizer, run.cfg.save_total_limit)
@@ -148,9 +153,8 @@ def write_model_folder(run: Run, model_dir: Path, train_time: float) -> None:
     from .plots import plot_loss_curves, read_log
 
     cfg, model_config, model = run.cfg, run.model_config, run.model
-    num_channels = model_config.hidden_size // 2 if cfg.toc_channels is None else cfg.toc_channels
-    if num_channels:
-        model.compute_toc(num_channels=num_channels)
+    if run.toc_num_channels:  # checked against the model before training (setup.resolve_toc_channels)
+        model.compute_toc(num_channels=run.toc_num_channels)
     model.save_pretrained(model_dir)
     log_path = run.output_dir / LOG_FILE
     records = read_log(log_path)
@@ -182,11 +186,20 @@ def finish(run: Run, train_time: float) -> Path:
                    run.output_dir / "rank_states" / f"rank{acc.process_index}.pt")
     acc.wait_for_everyone()
     if acc.is_main_process:
+        check_finite_weights(run.model, "the trained model")
         tmp = run.output_dir / (TMP_PREFIX + MODEL_DIR)
         if tmp.exists():
             shutil.rmtree(tmp)
-        write_model_folder(run, tmp, train_time)
-        replace_folder(tmp, model_dir)
+        try:
+            write_model_folder(run, tmp, train_time)
+            replace_folder(tmp, model_dir)
+        except OSError as err:
+            mapped = disk_error(err, model_dir, "writing the model folder", folder_size(tmp))
+            if mapped is err:
+                raise
+            raise mapped from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         if cfg.push_to_hub:
             from ..hub import push
 
@@ -200,6 +213,20 @@ def finish(run: Run, train_time: float) -> Path:
         tracker.finish()
     acc.wait_for_everyone()
     return model_dir
+
+
+def check_finite_weights(model, what: str) -> None:
+    """FloatingPointError naming the first tensors if any parameter or codebook buffer of ``model`` is
+    NaN/inf: a diverged run is never saved as a success (one host sync per call)."""
+    tensors = dict(model.named_parameters())
+    tensors.update((n, b) for n, b in model.named_buffers() if b.is_floating_point())
+    names = list(tensors)
+    flags = torch.stack([torch.isfinite(t).all() for t in tensors.values()]).cpu().tolist()
+    bad = [n for n, ok in zip(names, flags) if not ok]
+    if bad:
+        raise FloatingPointError(f"{what}: {len(bad)} of {len(names)} tensors hold NaN/inf ({', '.join(bad[:3])}"
+                                 f"{' ...' if len(bad) > 3 else ''}); not saved. Lower lr, check the data "
+                                 "(check_finite_inputs) or resume from an earlier checkpoint")
 
 
 def _package_version() -> str:

@@ -6,8 +6,8 @@ raises :class:`~hf_hdcid.training.config.PretrainConfigError` before training st
 
 from __future__ import annotations
 
+import contextlib
 import json
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,13 +71,9 @@ def feature_statistics(dataset, collate, config, chunk: int = 256) -> dict:
 
 
 def check_output_dir(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write_test_{uuid.uuid4().hex}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(f"output_dir: {path} is not writable: {err}") from err
+    from ..folders import check_writable_folder
+
+    check_writable_folder(path, "output_dir")
 
 
 def resolve_trackers(report_to) -> list[str]:
@@ -210,6 +206,14 @@ class Run:
     scheduler: object = None
     loader: object = None
     state: dict = field(default_factory=lambda: {"global_step": 0, "epoch": 0, "batches_in_epoch": 0})
+    toc_num_channels: int = 0  # TOC channels per layer computed at the end (0: none); checked up front
+    lock: contextlib.ExitStack | None = None  # the output folder's lock (main process)
+
+    def release(self) -> None:
+        """Release the output folder's lock (idempotent)."""
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
 
     @property
     def world(self) -> int:
@@ -262,14 +266,59 @@ def validate_run(cfg: PretrainConfig) -> Run:
             raise ValueError(f"batch_size: {cfg.batch_size} x {world} process(es) = {cfg.batch_size * world} is larger "
                              f"than the {len(dataset)} clips of split {cfg.split!r} in {data_path} (no full batch to "
                              "train on)")
+        toc_num_channels = resolve_toc_channels(cfg, model_config)
         check_output_dir(output_dir)  # every process: each must be able to write (and none waits on a failed one)
-        checkpoint = resolve_checkpoint(cfg.resume_from_checkpoint, output_dir)
+        lock = lock_output_dir(accelerator, output_dir)
     except PretrainConfigError:
         raise
     except (ValueError, FileNotFoundError) as err:
         raise PretrainConfigError(str(err)) from err
+    try:  # under the lock: no other run is writing checkpoints into output_dir now
+        checkpoint = resolve_checkpoint(cfg.resume_from_checkpoint, output_dir)
+    except (ValueError, FileNotFoundError) as err:
+        if lock is not None:
+            lock.close()
+        raise PretrainConfigError(str(err)) from err
     return Run(cfg=cfg, accelerator=accelerator, model_config=model_config, data_path=data_path, output_dir=output_dir,
-               dataset=dataset, collate=collate, trackers=trackers, checkpoint=checkpoint)
+               dataset=dataset, collate=collate, trackers=trackers, checkpoint=checkpoint,
+               toc_num_channels=toc_num_channels, lock=lock)
+
+
+def resolve_toc_channels(cfg: PretrainConfig, model_config) -> int:
+    """TOC channels per layer to compute after training, checked against the model before training:
+    ``toc_channels`` None -> ``hidden_size // 2`` (none for ``quantizer="fsq"``, which has no codebook);
+    0 -> none; an explicit count must be in [1, hidden_size] and needs a quantizer with a codebook."""
+    from ..modeling.configuration_hdcid import FSQ_NO_TOC
+
+    if cfg.toc_channels is None:
+        return 0 if model_config.quantizer == "fsq" else model_config.hidden_size // 2
+    if cfg.toc_channels and model_config.quantizer == "fsq":
+        raise ValueError(f"toc_channels: expected 0 or None with quantizer='fsq' ({FSQ_NO_TOC}), got {cfg.toc_channels}")
+    if cfg.toc_channels > model_config.hidden_size:
+        raise ValueError(f"toc_channels: expected at most hidden_size = {model_config.hidden_size} channels per layer "
+                         f"(0: no TOC), got {cfg.toc_channels}")
+    return cfg.toc_channels
+
+
+def lock_output_dir(accelerator, output_dir: Path) -> contextlib.ExitStack | None:
+    """The main process takes the output folder's exclusive lock (:func:`hf_hdcid.folders.exclusive_folder`)
+    for the whole run; when another run holds it, every process fails with the same message."""
+    from ..folders import FolderBusyError, exclusive_folder
+
+    lock, message = None, None
+    if accelerator.is_main_process:
+        lock = contextlib.ExitStack()
+        try:
+            lock.enter_context(exclusive_folder(output_dir, "scripts/pretrain.py"))
+        except (FolderBusyError, OSError) as err:
+            lock, message = None, f"output_dir: {err}"
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        message = broadcast_object_list([message])[0]
+    if message is not None:
+        raise ValueError(message)
+    return lock
 
 
 def adam(params, lr: float, device: torch.device, fused: bool = True) -> torch.optim.Adam:
@@ -281,7 +330,18 @@ def adam(params, lr: float, device: torch.device, fused: bool = True) -> torch.o
 
 def setup_run(cfg: PretrainConfig) -> Run:
     """:func:`validate_run`, then the model (DDP-wrapped through ``accelerator.prepare``), the CLUB
-    objective (wrapped apart), the optimisers, the loader, the schedule and the resume state."""
+    objective (wrapped apart), the optimisers, the loader, the schedule and the resume state. The
+    output folder's lock (taken by :func:`validate_run`) is released if anything here fails, else by
+    :func:`hf_hdcid.training.loop.pretrain` at the end."""
+    run = validate_run(cfg)
+    try:
+        return _build_run(run)
+    except BaseException:
+        run.release()
+        raise
+
+
+def _build_run(run: Run) -> Run:
     from accelerate.utils import set_seed
     from torch.nn.parallel import DistributedDataParallel
 
@@ -291,8 +351,7 @@ def setup_run(cfg: PretrainConfig) -> Run:
     from .schedule import build_lr_scheduler
     from .step import CLUBObjective, PretrainingStep, club_parameter_names
 
-    run = validate_run(cfg)
-    acc = run.accelerator
+    cfg, acc = run.cfg, run.accelerator
     set_seed(cfg.seed)
     model = HDCIDForPreTraining(run.model_config).train().to(acc.device)
     main_opt = adam(model.main_parameters(), cfg.lr, acc.device)

@@ -1,0 +1,303 @@
+"""Issue 19: no run overwrites another, saves are atomic, bad settings fail before training, wrong
+weights never load or upload. One test per defect of the issue (concurrency with real processes)."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from hf_hdcid import HDCIDConfig, HDCIDForPreTraining
+from hf_hdcid.folders import FolderBusyError, exclusive_folder, lock_file, staged_folder
+from hf_hdcid.loading import check_model_folder, load_model
+from hf_hdcid.training.loop import PretrainConfig, PretrainConfigError, check_finite_weights, pretrain
+
+from conftest import minilm_synthetic_shards
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
+CLI = [sys.executable, "-m", "hf_hdcid.cli"]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return minilm_synthetic_shards(tmp_path_factory.mktemp("hardening_data") / "shards", {"pretrain": 32})
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("hardening_model") / "model"
+    HDCIDForPreTraining(HDCIDConfig.tiny()).save_pretrained(folder)
+    return folder
+
+
+def settings(shards, out, **overrides) -> PretrainConfig:
+    values = dict(data=str(shards), output_dir=str(out), epochs=1, batch_size=8, club_steps=1, progress=False,
+                  report_to="none", plot=False)
+    values.update(overrides)
+    return PretrainConfig(**values)
+
+
+def hold_lock(folder: Path) -> subprocess.Popen:
+    """Another real process holding ``folder``'s lock until killed."""
+    code = ("import sys, time; from hf_hdcid.folders import exclusive_folder\n"
+            "with exclusive_folder(sys.argv[1], 'holder-under-test'):\n"
+            "    print('locked', flush=True); time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True, env=ENV)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+# ================================================================================= 1. folder locks
+def test_second_pretraining_run_into_a_locked_output_dir_fails_at_once_naming_the_holder(shards, tmp_path):
+    out = tmp_path / "run"
+    holder = hold_lock(out)
+    try:
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain.py"), "--data", str(shards),
+                                 "--output-dir", str(out), "--epochs", "1", "--batch-size", "8", "--no-progress"],
+                                capture_output=True, text=True, env=ENV, timeout=300)
+        assert result.returncode != 0
+        assert f"pid {holder.pid}" in result.stderr and "holder-under-test" in result.stderr, result.stderr[-2000:]
+        assert "being written by another process" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert time.monotonic() - started < 60
+        assert not (out / "train_log.jsonl").exists() and not (out / "model").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died by SIGKILL: its stale lock is taken over, and released locks leave no file behind
+    pretrain(settings(shards, out, toc_channels=0))
+    assert (out / "model" / "model.safetensors").is_file()
+    assert not lock_file(out).exists()
+
+
+def test_lock_is_exclusive_within_a_process_and_its_file_goes_on_release(tmp_path):
+    folder = tmp_path / "x"
+    with exclusive_folder(folder, "first"):
+        info = json.loads(lock_file(folder).read_text())
+        assert info["pid"] == os.getpid() and info["command"] == "first"
+        with pytest.raises(FolderBusyError, match=f"pid {os.getpid()}.*'first'"):
+            with exclusive_folder(folder, "second"):
+                pass
+    assert not lock_file(folder).exists()
+    with exclusive_folder(folder):  # free again
+        pass
+
+
+def test_shard_writer_waits_for_no_one_and_rechecks_existence_under_the_lock(tmp_path):
+    from hf_hdcid.data.shards import write_shards
+    from hf_hdcid.data.synthetic import random_feature_batch
+
+    config = HDCIDConfig.tiny()
+    batch = random_feature_batch(config, 2, torch.Generator().manual_seed(0))
+    records = [{"clip_id": f"c{i}", **{m: batch[m][i].numpy() for m in config.modalities}} for i in range(2)]
+    out = tmp_path / "shards"
+    holder = hold_lock(out)
+    try:
+        with pytest.raises(FolderBusyError, match="being written by another process"):
+            write_shards(records, out, config)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not out.exists()
+    write_shards(records, out, config)
+    with pytest.raises(FileExistsError, match="already exists"):
+        write_shards(records, out, config)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]  # no lock file, no temporaries
+
+
+def test_two_concurrent_make_synthetic_into_one_folder_never_both_succeed(tmp_path):
+    out = tmp_path / "synthetic"
+    args = ["make-synthetic", str(out), "--preset", "tiny", "--clips", "64", "--downstream-clips", "16"]
+    procs = [subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+             for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    failed = next(err for code, err in results if code == 2)
+    assert "being written by another process" in failed or "already exists" in failed, failed
+
+
+# ============================================================================ 2. wrong weights refused
+def _copy(model_dir: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(model_dir, dst)
+    return dst
+
+
+def _edit_config(folder: Path, **changes) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config.update(changes)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_foreign_weights_truncated_files_and_edited_configs_are_refused(model_dir, tmp_path):
+    foreign = _copy(model_dir, tmp_path / "foreign")
+    save_file({"bert.embeddings.word_embeddings.weight": torch.zeros(8, 4),
+               "bert.pooler.dense.weight": torch.zeros(4, 4)}, foreign / "model.safetensors")
+    truncated = _copy(model_dir, tmp_path / "truncated")
+    size = (truncated / "model.safetensors").stat().st_size
+    os.truncate(truncated / "model.safetensors", size - 100)
+    wider = _copy(model_dir, tmp_path / "wider")
+    _edit_config(wider, hidden_size=2 * json.loads((model_dir / "config.json").read_text())["hidden_size"])
+    bigger_book = _copy(model_dir, tmp_path / "codebook")
+    _edit_config(bigger_book, codebook_size=json.loads((model_dir / "config.json").read_text())["codebook_size"] + 1)
+    other_type = _copy(model_dir, tmp_path / "foo")
+    _edit_config(other_type, model_type="foo")
+    cases = {foreign: "weights do not match config.json", truncated: "truncated", wider: "other sizes",
+             bigger_book: "other sizes", other_type: "model_type: expected 'hdcid', got 'foo'"}
+    check_model_folder(model_dir)  # the intact folder passes
+    for folder, message in cases.items():
+        with pytest.raises(ValueError, match=message):
+            check_model_folder(folder)
+        with pytest.raises(ValueError, match=message):
+            load_model(folder)
+    with pytest.raises(FileNotFoundError, match="no such model folder"):
+        load_model(tmp_path / "absent")
+
+
+def test_evaluate_toc_card_and_push_refuse_foreign_weights_before_any_work(model_dir, tmp_path, monkeypatch):
+    from hf_hdcid.hub import push, write_model_card
+
+    foreign = _copy(model_dir, tmp_path / "foreign")
+    save_file({"bert.pooler.dense.weight": torch.zeros(4, 4)}, foreign / "model.safetensors")
+    result = run_cli("toc", foreign, "--channels", "4")
+    assert_one_line_error(result, "weights do not match")
+    assert not (tmp_path / "foreign-toc4").exists()
+    result = run_cli("evaluate", foreign, "--task", "synthetic_ave", "--direction", "v2a", "--data", tmp_path)
+    assert_one_line_error(result, "weights do not match")
+    with pytest.raises(ValueError, match="weights do not match"):
+        write_model_card(foreign)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="weights do not match"):  # before any network call
+        push(foreign, "org/name", token="hf_test")
+
+
+def test_push_to_an_unreachable_hub_is_one_line_oserror(model_dir, tmp_path):
+    from hf_hdcid.hub import push
+
+    folder = _copy(model_dir, tmp_path / "m")
+    with pytest.raises(OSError, match="cannot reach the Hub at http://127.0.0.1:9.*nothing was uploaded"):
+        push(folder, "org/name", token="hf_test")
+
+
+# ================================================================ 3. settings checked before training
+def test_toc_and_quantizer_settings_fail_before_the_first_step(shards, tmp_path):
+    out = tmp_path / "toc999"
+    with pytest.raises(PretrainConfigError, match=r"toc_channels: expected at most hidden_size = \d+ .* got 999"):
+        pretrain(settings(shards, out, toc_channels=999))
+    assert not (out / "train_log.jsonl").exists() and not (out / "checkpoints").exists()
+    with pytest.raises(PretrainConfigError, match="toc_channels: expected 0 or None with quantizer='fsq'"):
+        pretrain(settings(shards, tmp_path / "fsq4", toc_channels=4, model_config={"quantizer": "fsq", "use_cmcm": False}))
+    # fsq with the default TOC setting: no TOC (nothing to select), and the run completes
+    model = pretrain(settings(shards, tmp_path / "fsq", model_config={"quantizer": "fsq", "use_cmcm": False}))
+    assert json.loads((model / "config.json").read_text())["toc_channels"] is None
+
+
+def test_cli_numeric_and_location_checks_come_first(model_dir, tmp_path):
+    result = run_cli("evaluate", model_dir, "--task", "synthetic_ave", "--direction", "v2a", "--data", tmp_path,
+                     "--lr", "inf")
+    assert_one_line_error(result, "lr: expected a finite probe learning rate in (0, 1], got inf")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run_cli("evaluate", model_dir, "--task", "synthetic_ave", "--direction", "v2a", "--data", tmp_path,
+                     "--out", blocker)
+    assert_one_line_error(result, "out_dir: expected a folder", "an existing file")
+    result = run_cli("convert-features", "ave", tmp_path / "o", "--path", "rooot=/x")
+    assert_one_line_error(result, "--path (layout 'ave'): expected keys root", "unknown: rooot", "missing: root")
+    no_tokenizer = tmp_path / "bert"
+    no_tokenizer.mkdir()
+    (no_tokenizer / "config.json").write_text("{}")
+    result = run_cli("make-synthetic", tmp_path / "syn", "--text-model", no_tokenizer)
+    assert_one_line_error(result, "no tokenizer files")
+    result = run_cli("--debug", "evaluate", model_dir, "--task", "synthetic_ave", "--direction", "v2a",
+                     "--data", tmp_path, "--lr", "inf")
+    assert result.returncode != 0 and "Traceback" in result.stderr  # --debug shows it
+
+
+def test_toc_out_never_replaces_another_folder_silently(model_dir, tmp_path):
+    target = tmp_path / "existing"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    result = run_cli("toc", model_dir, "--channels", "4", "--out", target)
+    assert_one_line_error(result, "already exists")
+    result = run_cli("toc", model_dir, "--channels", "4", "--out", target, "--overwrite")
+    assert_one_line_error(result, "is not a model folder")
+    assert (target / "notes.txt").read_text() == "keep me"
+    result = run_cli("toc", model_dir, "--channels", "999")
+    assert_one_line_error(result, "num_channels: expected an int in [1,")
+    out = tmp_path / "toc"
+    assert run_cli("toc", model_dir, "--channels", "4", "--out", out).returncode == 0
+    assert run_cli("toc", model_dir, "--channels", "3", "--out", out, "--overwrite").returncode == 0
+    assert json.loads((out / "toc_summary.json").read_text())["settings"]["num_channels"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing", "toc"]
+
+
+# ================================================================= 4. atomic final save, disk full
+def test_a_failed_final_save_leaves_the_previous_model_folder_whole(shards, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    first = pretrain(settings(shards, out, toc_channels=0))
+    before = {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()}
+
+    def full_disk(self, *args, **kwargs):
+        Path(args[0]).mkdir(parents=True, exist_ok=True)
+        Path(args[0], "config.json").write_text("{}")  # half-written, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(HDCIDForPreTraining, "save_pretrained", full_disk)
+    with pytest.raises(OSError, match=r"no space left on the device while writing the model folder .*model: "
+                                      r"[\d.]+ MB free"):
+        pretrain(settings(shards, out, toc_channels=4, resume_from_checkpoint=None))
+    after = {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()}
+    assert after == before  # the old folder, complete; no new config beside old weights
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary, no lock left
+
+
+def test_staged_folder_leaves_nothing_on_failure_and_refuses_to_clobber(tmp_path):
+    final = tmp_path / "f"
+    with pytest.raises(RuntimeError):
+        with staged_folder(final) as tmp:
+            (tmp / "a").write_text("x")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    with staged_folder(final) as tmp:
+        (tmp / "a").write_text("1")
+    with pytest.raises(FileExistsError, match="already exists"):
+        with staged_folder(final):
+            pass
+    with staged_folder(final, overwrite=True) as tmp:
+        (tmp / "a").write_text("2")
+    assert (final / "a").read_text() == "2" and sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+# ===================================================================== 5. NaN weights never saved
+def test_nan_weights_are_never_saved_as_a_success(tmp_path):
+    model = HDCIDForPreTraining(HDCIDConfig.tiny())
+    check_finite_weights(model, "ok")
+    with torch.no_grad():
+        model.hdcid.layers[0].codebook.embed.view(-1)[0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"step 7: 1 of \d+ tensors hold NaN/inf \(hdcid\.layers\.0\.codebook"):
+        check_finite_weights(model, "step 7")
