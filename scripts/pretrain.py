@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     except PretrainConfigError as err:  # raised before any training step
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (ValueError, OSError, FloatingPointError) as err:  # data, disk, a diverged run: one line
+        if os.environ.get("HF_HDCID_DEBUG", "") not in ("", "0"):
+            raise
+        print(f"error: {' '.join(str(err).split())} (HF_HDCID_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
     from accelerate import PartialState
 
     if PartialState(cpu=use_cpu()).is_main_process:

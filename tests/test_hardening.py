@@ -301,3 +301,72 @@ def test_nan_weights_are_never_saved_as_a_success(tmp_path):
         model.hdcid.layers[0].codebook.embed.view(-1)[0] = float("nan")
     with pytest.raises(FloatingPointError, match=r"step 7: 1 of \d+ tensors hold NaN/inf \(hdcid\.layers\.0\.codebook"):
         check_finite_weights(model, "step 7")
+
+
+def test_nan_in_a_shard_is_named_by_clip_at_its_first_batch_and_never_trains_to_success(shards, tmp_path,
+                                                                                         monkeypatch):
+    from hf_hdcid.data.shards import HDCIDCollator, load_shards
+
+    dataset, collate = load_shards(shards, HDCIDConfig.tiny(text_feature_dim=384), split="pretrain")
+    rows = [dataset[i] for i in range(3)]
+    rows[1]["video"] = rows[1]["video"].clone()
+    rows[1]["video"][0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=rf"{shards}: video features of clip '{rows[1]['clip_id']}' hold NaN/inf"):
+        collate(rows)
+    # with the check off, the NaN reaches the model: the run must not end "successfully"
+    original = HDCIDCollator.__call__
+
+    def poisoned(self, batch):
+        out = original(self, batch)
+        out["audio"][0, 0, 0] = float("nan")
+        return out
+
+    monkeypatch.setattr(HDCIDCollator, "__call__", poisoned)
+    with pytest.raises(PretrainConfigError, match="the audio features hold NaN/inf"):  # the input statistics
+        pretrain(settings(shards, tmp_path / "stats", model_config={"check_finite_inputs": False}))
+    out = tmp_path / "nan"
+    with pytest.raises(FloatingPointError):
+        pretrain(settings(shards, out, model_config={"check_finite_inputs": False}, normalize_inputs=False,
+                          toc_channels=0))
+    assert not (out / "model").exists()
+
+
+# ====================================================================== 6. damaged checkpoints
+def test_damaged_checkpoint_is_named_or_skipped_with_fallback_and_resume_stays_identical(shards, tmp_path):
+    from safetensors.torch import load_file
+
+    reference = pretrain(settings(shards, tmp_path / "reference", epochs=2, toc_channels=0))
+    out = tmp_path / "run"
+    pretrain(settings(shards, out, epochs=2, toc_channels=0))
+    checkpoints = sorted((out / "checkpoints").iterdir())
+    assert [p.name for p in checkpoints] == ["step_0000004", "step_0000008"]
+    (checkpoints[-1] / "random_states_0.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(PretrainConfigError, match=r"step_0000008: random_states_0.pkl is damaged.*resume_fallback"):
+        pretrain(settings(shards, out, epochs=2, toc_channels=0, resume_from_checkpoint="latest"))
+    model = pretrain(settings(shards, out, epochs=2, toc_channels=0, resume_from_checkpoint="latest",
+                              resume_fallback=True))
+    got, want = load_file(model / "model.safetensors"), load_file(reference / "model.safetensors")
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    # a truncated model file in an explicitly named checkpoint: named, no fallback for an explicit path
+    weights = next((out / "checkpoints" / "step_0000004").glob("model*.safetensors"))
+    os.truncate(weights, weights.stat().st_size - 8)
+    with pytest.raises(PretrainConfigError, match=rf"{weights.name}: truncated"):
+        pretrain(settings(shards, out, epochs=2, resume_from_checkpoint=str(weights.parent), resume_fallback=True))
+
+
+def test_convert_original_output_is_staged_and_never_clobbers(tmp_path):
+    from hf_hdcid.convert_original import ConversionReport, save_converted
+
+    model = HDCIDForPreTraining(HDCIDConfig.tiny())
+    report = ConversionReport(variant="hdcid")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "data.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="is not a model folder"):
+        save_converted(model, report, other, overwrite=True)
+    assert (other / "data.txt").read_text() == "keep"
+    out = save_converted(model, report, tmp_path / "converted")
+    check_model_folder(out)
+    with pytest.raises(FileExistsError, match="already exists"):
+        save_converted(model, report, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["converted", "other"]

@@ -153,7 +153,7 @@ def _convert_original(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} exists and is not an empty folder (use --overwrite)")
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
     model, report = convert_original_checkpoint(args.checkpoint, args.variant, dtype=dtype, return_report=True)
-    save_converted(model, report, out, encoder_only=args.encoder_only)
+    save_converted(model, report, out, encoder_only=args.encoder_only, overwrite=args.overwrite)
     print(report.summary())
     print(f"wrote {out} ({'HDCIDModel, encoder only' if args.encoder_only else 'HDCIDForPreTraining'}, "
           f"{args.dtype}; conversion_report.json)")

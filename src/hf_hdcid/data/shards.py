@@ -495,7 +495,7 @@ def load_shards(path: str | os.PathLike, config: HDCIDConfig | None = None, spli
         dataset = select_split(dataset, split, path)
     if len(dataset) == 0:
         raise ValueError(f"{path}: the dataset is empty")
-    return FeatureShards(dataset.with_format("torch", dtype=None), HDCIDCollator(config, dtype))
+    return FeatureShards(dataset.with_format("torch", dtype=None), HDCIDCollator(config, dtype, source=str(path)))
 
 
 def select_split(dataset: Dataset, split: str, path: Any = "dataset") -> Dataset:
@@ -540,13 +540,20 @@ class HDCIDCollator:
     :func:`to_iterable`). Returns ``audio`` / ``video`` / ``text`` as ``dtype`` tensors [B, T, ...]
     (only ``config.modalities`` when a config is given), ``label`` int64 [B], ``audio_labels`` /
     ``video_labels`` int8 [B, T, W] when stored, and ``clip_id`` / ``split`` / ``prompt`` as lists.
+
+    With ``config.check_finite_inputs`` (default) every batch's features are checked for NaN/inf here,
+    on the CPU (no device sync; in the loader's workers when there are any): a clip written around
+    :func:`write_shards`' own check is reported by its ``clip_id`` and ``source`` (the shard folder) at
+    the first batch that holds it, instead of a non-finite loss later.
     """
 
-    def __init__(self, config: HDCIDConfig | None = None, dtype: torch.dtype = torch.float32):
+    def __init__(self, config: HDCIDConfig | None = None, dtype: torch.dtype = torch.float32, source: str = "shards"):
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise ValueError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
         self.config = config
         self.dtype = dtype
+        self.source = source
+        self.check_finite = config is None or bool(getattr(config, "check_finite_inputs", True))
         self.modalities = tuple(config.modalities) if config is not None else MODALITIES
 
     def __call__(self, batch) -> dict:
@@ -560,7 +567,21 @@ class HDCIDCollator:
                     out[name] = _as_tensor(value).to(self.dtype)  # [B, T, ...]: the one cast per batch
             else:
                 out[name] = _as_tensor(value)
+        if self.check_finite:
+            self._check_finite(out)
         return out
+
+    def _check_finite(self, out: dict) -> None:
+        for name in MODALITIES:
+            if name not in out:
+                continue
+            finite = torch.isfinite(out[name].flatten(1)).all(1)  # [B]
+            if not bool(finite.all()):
+                bad = (~finite).nonzero().flatten().tolist()
+                ids = out.get("clip_id") or [f"row {i} of the batch" for i in range(len(finite))]
+                raise ValueError(f"{self.source}: {name} features of clip {ids[bad[0]]!r} hold NaN/inf"
+                                 + (f" ({len(bad)} clips of this batch)" if len(bad) > 1 else "")
+                                 + "; rewrite the shards with write_shards (it refuses such records) or drop the clip")
 
     def _columns(self, batch) -> dict:
         if isinstance(batch, pa.Table):

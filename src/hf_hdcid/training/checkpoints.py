@@ -9,6 +9,10 @@ Writing is atomic: everything goes into ``.tmp_step_XXXXXXX`` and the main proce
 after every rank has finished its part of ``save_state`` (a barrier), so a folder named ``step_*``
 with a ``trainer_state.json`` is always complete. Retention (``save_total_limit``) deletes the
 oldest complete checkpoints *before* the rename, so there are never more than the limit.
+
+Resuming verifies every file first (:func:`verify_checkpoint`): a damaged file (a disk error, a copy
+cut short) is an error naming it, or with ``resume_fallback`` the newest intact checkpoint is used
+and the log says so; never a silently different resume.
 """
 
 from __future__ import annotations
@@ -55,6 +59,79 @@ def resolve_checkpoint(resume_from: str | None, output_dir: str | os.PathLike) -
     if not (path / STATE_FILE).is_file():
         raise ValueError(f"resume_from_checkpoint: {path} is not a complete checkpoint (no {STATE_FILE})")
     return path
+
+
+def verify_checkpoint(path: Path, num_processes: int) -> None:
+    """ValueError naming the damaged file unless every file of checkpoint ``path`` is intact: the
+    counters parse, the model safetensors are complete (header and length), every torch-saved state
+    (optimisers, scheduler, sampler, every rank's RNG states) is a zip archive whose CRCs check, and the
+    RNG states load. Accelerate itself skips an unreadable RNG state silently, which would make the
+    resumed run differ from an uninterrupted one without a word."""
+    import zipfile
+
+    from accelerate.utils import load
+
+    from ..loading import safetensors_header
+
+    path = Path(path)
+    try:
+        json.loads((path / STATE_FILE).read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"checkpoint {path}: {STATE_FILE} is damaged ({err})") from None
+    models = sorted(path.glob("model*.safetensors"))
+    if not models:
+        raise ValueError(f"checkpoint {path}: no model*.safetensors")
+    for file in models:
+        safetensors_header(file)
+    rng = [path / f"random_states_{rank}.pkl" for rank in range(num_processes)]
+    torch_files = sorted(set(path.glob("*.bin")) | {path / CLUB_OPTIMIZER_FILE, *rng})
+    for file in torch_files:
+        if not file.is_file():
+            raise ValueError(f"checkpoint {path}: {file.name} is missing (written by a run with fewer processes, or "
+                             "deleted)")
+        try:
+            with zipfile.ZipFile(file) as archive:
+                bad = archive.testzip()
+        except (OSError, zipfile.BadZipFile) as err:
+            raise ValueError(f"checkpoint {path}: {file.name} is damaged ({err})") from None
+        if bad is not None:
+            raise ValueError(f"checkpoint {path}: {file.name} is damaged (CRC error in {bad})")
+    for file in rng:
+        try:
+            states = load(file)
+            missing = {"random_state", "numpy_random_seed", "torch_manual_seed"} - set(states)
+        except Exception as err:  # noqa: BLE001 - unpickling errors have many types
+            raise ValueError(f"checkpoint {path}: {file.name} cannot be read ({type(err).__name__}: {err})") from None
+        if missing:
+            raise ValueError(f"checkpoint {path}: {file.name} lacks {sorted(missing)}")
+
+
+def resolve_intact_checkpoint(resume_from: str | None, output_dir, num_processes: int, fallback: bool,
+                              log=print) -> Path | None:
+    """:func:`resolve_checkpoint`, then :func:`verify_checkpoint`. With ``fallback`` and
+    ``resume_from="latest"`` a damaged checkpoint is skipped (said through ``log``) for the newest intact
+    older one; otherwise the damage is a ValueError naming the file."""
+    checkpoint = resolve_checkpoint(resume_from, output_dir)
+    if checkpoint is None:
+        return None
+    candidates = [checkpoint]
+    if fallback and resume_from == "latest":
+        candidates = list(reversed(list_checkpoints(output_dir)))
+    errors = []
+    for candidate in candidates:
+        try:
+            verify_checkpoint(candidate, num_processes)
+        except ValueError as err:
+            errors.append(str(err))
+            if not fallback or resume_from != "latest":
+                raise ValueError(f"{err} (resume_fallback=True with resume_from_checkpoint='latest' resumes from "
+                                 "the newest intact checkpoint instead)") from None
+            log(f"resume: skipping damaged {err}")
+            continue
+        if candidate != checkpoint:
+            log(f"resume: using {candidate.name}, the newest intact checkpoint")
+        return candidate
+    raise ValueError("no intact checkpoint to resume from: " + "; ".join(errors))
 
 
 def remove_stale_temporaries(output_dir: str | os.PathLike) -> None:
@@ -113,4 +190,4 @@ def load_checkpoint(accelerator, path: Path, club_optimizer: torch.optim.Optimiz
 
 __all__ = ["CHECKPOINT_DIR", "CHECKPOINT_PREFIX", "TMP_PREFIX", "STATE_FILE", "CLUB_OPTIMIZER_FILE", "checkpoint_name",
            "list_checkpoints", "resolve_checkpoint", "remove_stale_temporaries", "discard_folder", "replace_folder", "prune_checkpoints",
-           "save_checkpoint", "load_checkpoint"]
+           "save_checkpoint", "load_checkpoint", "verify_checkpoint", "resolve_intact_checkpoint"]

@@ -96,6 +96,9 @@ class PretrainConfig:
         "stop after so many optimiser steps in total (a checkpoint is written there)"))
     resume_from_checkpoint: str | None = field(default=None, metadata=_help(
         "'latest' (the newest checkpoint in output_dir; none: start afresh) or a checkpoint folder"))
+    resume_fallback: bool = field(default=False, metadata=_help(
+        "with resume_from_checkpoint='latest': skip damaged checkpoints (said in the log) and resume from the "
+        "newest intact one; without it a damaged checkpoint is an error naming the file"))
     toc_channels: int | None = field(default=None, metadata=_help(
         "TOC channels per layer computed at the end (None: hidden_size // 2; 0: no TOC)"))
     num_workers: int = field(default=0, metadata=_help("DataLoader worker processes"))
@@ -190,6 +193,8 @@ class PretrainConfig:
                                    "passes exist only in its own order, 'before_main')")
         if self.normalize_inputs is not None and not isinstance(self.normalize_inputs, bool):
             fail("normalize_inputs", "None, True or False")
+        if not isinstance(self.resume_fallback, bool):
+            fail("resume_fallback", "True or False")
         if self.lr_scheduler not in LR_SCHEDULERS:
             fail("lr_scheduler", f"one of {LR_SCHEDULERS}")
         if not _is_int(self.warmup_steps) or self.warmup_steps < 0:

@@ -63,6 +63,9 @@ def feature_statistics(dataset, collate, config, chunk: int = 256) -> dict:
                 sums[m] = (n + x.shape[0], s1 + x.sum(0), s2 + x.pow(2).sum(0))
     stats = {}
     for m, (n, s1, s2) in sums.items():
+        if not bool(torch.isfinite(s1).all() and torch.isfinite(s2).all()):
+            raise ValueError(f"data: the {m} features hold NaN/inf (found while computing the input statistics; "
+                             "check_finite_inputs=False let them through the loader)")
         mean = s1 / n
         std = (s2 / n - mean.pow(2)).clamp_min(0).sqrt()
         std = torch.where(std > 1e-6, std, torch.ones_like(std))
@@ -242,7 +245,7 @@ def validate_run(cfg: PretrainConfig) -> Run:
     """Every check that needs no model: settings, data, output folder, trackers, Hub; builds the
     Accelerator. PretrainConfigError on anything that cannot work."""
     from ..data.shards import load_shards
-    from .checkpoints import resolve_checkpoint
+    from .checkpoints import resolve_intact_checkpoint
 
     if not isinstance(cfg, PretrainConfig):
         raise PretrainConfigError(f"cfg: expected a PretrainConfig, got {type(cfg).__name__}")
@@ -274,7 +277,8 @@ def validate_run(cfg: PretrainConfig) -> Run:
     except (ValueError, FileNotFoundError) as err:
         raise PretrainConfigError(str(err)) from err
     try:  # under the lock: no other run is writing checkpoints into output_dir now
-        checkpoint = resolve_checkpoint(cfg.resume_from_checkpoint, output_dir)
+        checkpoint = resolve_intact_checkpoint(cfg.resume_from_checkpoint, output_dir, accelerator.num_processes,
+                                               cfg.resume_fallback, log=accelerator.print)
     except (ValueError, FileNotFoundError) as err:
         if lock is not None:
             lock.close()
