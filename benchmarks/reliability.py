@@ -107,7 +107,8 @@ def build_cases(work: Path, model: Path, shards: Path) -> list[tuple[str, list[s
         ("card: truncated weights", [*CLI, "card", str(truncated)]),
         ("push: foreign weights", [*CLI, "push", str(foreign), "org/name"]),
         ("push: truncated weights", [*CLI, "push", str(truncated), "org/name"]),
-        ("push: refused network", [*CLI, "push", str(copy_model(model, work / "push_ok")), "org/name"]),
+        ("push: refused network (online mode, closed port)", ["env", "HF_HUB_OFFLINE=0", *CLI, "push",
+                                                              str(copy_model(model, work / "push_ok")), "org/name"]),
         ("convert-features: unknown --path key", [*CLI, "convert-features", "ave", str(work / "o1"), "--path",
                                                   "rooot=/x"]),
         ("convert-features: no --path", [*CLI, "convert-features", "avvp", str(work / "o2")]),
@@ -129,12 +130,12 @@ def locked_and_damaged_cases(work: Path, shards: Path) -> list[tuple[str, list[s
     """Cases that need a live holder or a damaged checkpoint: (name, command, setup -> cleanup)."""
     train = ["--data", str(shards), "--epochs", "1", "--batch-size", "8", "--no-progress", "--report-to", "none",
              "--no-plot", "--toc-channels", "0"]
-    locked = work / "locked_run"
+    locked, locked_shards = work / "locked_run", work / "locked_shards"
 
-    def hold():
+    def hold(folder=locked):
         code = ("import sys, time; from hf_hdcid.folders import exclusive_folder\n"
                 "with exclusive_folder(sys.argv[1], 'holder'):\n    print('locked', flush=True); time.sleep(600)\n")
-        proc = subprocess.Popen([sys.executable, "-c", code, str(locked)], stdout=subprocess.PIPE, text=True, env=ENV)
+        proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True, env=ENV)
         proc.stdout.readline()
         return lambda: (proc.kill(), proc.wait())
 
@@ -148,8 +149,8 @@ def locked_and_damaged_cases(work: Path, shards: Path) -> list[tuple[str, list[s
 
     return [
         ("pretrain: output dir held by another run", [*PRETRAIN, *train, "--output-dir", str(locked)], hold),
-        ("shards: make-synthetic into a folder being written", [*CLI, "make-synthetic", str(locked), "--clips", "8"],
-         hold),
+        ("shards: make-synthetic into a folder being written", [*CLI, "make-synthetic", str(locked_shards),
+                                                                "--clips", "8"], lambda: hold(locked_shards)),
         ("pretrain: resume from a checkpoint with a corrupt RNG state",
          [*PRETRAIN, *train, "--output-dir", str(damaged), "--resume-from-checkpoint", "latest"], damage),
     ]

@@ -196,9 +196,12 @@ def test_evaluate_toc_card_and_push_refuse_foreign_weights_before_any_work(model
         push(foreign, "org/name", token="hf_test")
 
 
-def test_push_to_an_unreachable_hub_is_one_line_oserror(model_dir, tmp_path):
+def test_push_to_an_unreachable_hub_is_one_line_oserror(model_dir, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
     from hf_hdcid.hub import push
 
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # a real connection attempt to the closed port
     folder = _copy(model_dir, tmp_path / "m")
     with pytest.raises(OSError, match="cannot reach the Hub at http://127.0.0.1:9.*nothing was uploaded"):
         push(folder, "org/name", token="hf_test")

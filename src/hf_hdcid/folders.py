@@ -43,7 +43,11 @@ OLD_MARK = ".old-"
 
 
 class FolderBusyError(OSError):
-    """Another process is writing the folder."""
+    """Another process is writing the folder (``errno`` EBUSY)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.errno = errno.EBUSY
 
 
 def lock_file(folder: str | os.PathLike) -> Path:
@@ -62,7 +66,7 @@ def _describe_holder(path: Path) -> str:
 
 
 def _busy(folder: Path, path: Path) -> FolderBusyError:
-    return FolderBusyError(errno.EBUSY, f"{folder} is being written by another process ({_describe_holder(path)}): "
+    return FolderBusyError(f"{folder} is being written by another process ({_describe_holder(path)}): "
                                         "wait for it to finish or write elsewhere")
 
 
@@ -138,8 +142,8 @@ def _filelock(path: Path, folder: Path) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout:
-        raise FolderBusyError(errno.EBUSY, f"{folder} is being written by another process: wait for it to finish "
-                                           "or write elsewhere") from None
+        raise FolderBusyError(f"{folder} is being written by another process: wait for it to finish "
+                              "or write elsewhere") from None
     try:
         yield
     finally:

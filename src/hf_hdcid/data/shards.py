@@ -400,7 +400,12 @@ def _check_files(path: Path) -> dict | None:
         raise FileNotFoundError(f"{path}: not a shard folder (no state.json); write it with write_shards")
     manifest = None
     if (path / MANIFEST_NAME).is_file():
-        manifest = json.loads((path / MANIFEST_NAME).read_text())
+        try:
+            manifest = json.loads((path / MANIFEST_NAME).read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path / MANIFEST_NAME}: not valid JSON ({err}); rewrite the shards with write_shards")
+        if not isinstance(manifest, dict):
+            raise ValueError(f"{path / MANIFEST_NAME}: expected a JSON object, got {type(manifest).__name__}")
         for entry in manifest.get("files", []):
             file = path / entry["filename"]
             if not file.is_file():
