@@ -373,3 +373,20 @@ def test_convert_original_output_is_staged_and_never_clobbers(tmp_path):
     with pytest.raises(FileExistsError, match="already exists"):
         save_converted(model, report, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["converted", "other"]
+
+
+def test_malformed_manifest_is_named_by_every_reader(shards, tmp_path):
+    import shutil
+
+    from hf_hdcid.data.shards import load_shards
+
+    broken = tmp_path / "broken"
+    shutil.copytree(shards, broken)
+    (broken / "hdcid_shards.json").write_text("{not json")
+    with pytest.raises(PretrainConfigError, match=r"broken/hdcid_shards.json: not valid JSON"):
+        pretrain(settings(broken, tmp_path / "out"))
+    with pytest.raises(ValueError, match=r"broken/hdcid_shards.json: not valid JSON"):
+        load_shards(broken)
+    (broken / "hdcid_shards.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="hdcid_shards.json: expected a JSON object, got list"):
+        load_shards(broken)

@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["FolderBusyError", "LOCK_SUFFIX", "check_writable_folder", "discard_folder", "exclusive_folder", "folder_size",
+__all__ = ["FolderBusyError", "LOCK_SUFFIX", "check_writable_folder", "discard_folder", "disk_errors", "exclusive_folder", "folder_size",
            "lock_file", "replace_folder", "staged_folder", "disk_error"]
 
 LOCK_SUFFIX = ".hdcid-lock"
@@ -243,6 +243,19 @@ def disk_error(err: OSError, path: Path, action: str = "writing", written: int |
 
 
 @contextlib.contextmanager
+def disk_errors(path: Path, action: str = "writing", written: Callable[[], int] | None = None) -> Iterator[None]:
+    """Re-raise a full-disk / read-only / permission OSError of the block as :func:`disk_error`
+    (``written()``: bytes written so far, for the message); other errors pass unchanged."""
+    try:
+        yield
+    except OSError as err:
+        mapped = disk_error(err, path, action, written() if written is not None else None)
+        if mapped is err:
+            raise
+        raise mapped from None
+
+
+@contextlib.contextmanager
 def staged_folder(final: str | os.PathLike, *, overwrite: bool = False,
                   replaceable: Callable[[Path], bool] | None = None, what: str = "folder") -> Iterator[Path]:
     """Yield an empty temporary sibling of ``final`` to write into; when the block ends normally it
@@ -267,15 +280,11 @@ def staged_folder(final: str | os.PathLike, *, overwrite: bool = False,
     check()
     tmp = final.parent / f".{final.name}{TMP_MARK}{uuid.uuid4().hex[:8]}"
     try:
-        tmp.mkdir(parents=True)
-        yield tmp
-        check()
-        replace_folder(tmp, final)
-    except OSError as err:
-        mapped = disk_error(err, final, "writing", folder_size(tmp))
-        if mapped is err:
-            raise
-        raise mapped from None
+        with disk_errors(final, "writing", lambda: folder_size(tmp)):
+            tmp.mkdir(parents=True)
+            yield tmp
+            check()
+            replace_folder(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

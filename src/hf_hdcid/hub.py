@@ -134,14 +134,6 @@ def upload_files(model_dir: str | os.PathLike) -> list[str]:
                   and (p.name in UPLOAD_NAMES or p.name.endswith(UPLOAD_SUFFIXES)))
 
 
-def _safetensors_shapes(path: Path) -> dict:
-    """Tensor name -> (dtype, shape) from a safetensors header (read without loading any tensor)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return {k: (f.get_slice(k).get_dtype(), f.get_slice(k).get_shape()) for k in f.keys()}
-
-
 def _load_config(folder: Path):
     """``config.json`` as a validated HDCIDConfig, plus the raw dict."""
     raw = _read_json(folder / CONFIG_FILE)
@@ -279,8 +271,10 @@ def _config_section(folder: Path, config, raw: dict) -> dict:
     inputs = "; ".join(f"{m} `[B, {', '.join(map(str, shape))}]`" for m, (shape, _) in shapes.items())
     weights = weight_files(folder)
     tensors = {}
+    from .loading import safetensors_header
+
     for name in weights:
-        tensors.update(_safetensors_shapes(folder / name))
+        tensors.update(safetensors_header(folder / name))
     total = sum(math.prod(shape) for _, shape in tensors.values())
     heads = sum(math.prod(shape) for k, (_, shape) in tensors.items() if re.match(r"^(decoders|cpc|club)\.", k))
     weight_text = f"{', '.join(f'`{w}`' for w in weights)}: {_millions(total)} values (parameters and codebook buffers)"

@@ -69,7 +69,7 @@ from datasets import Array2D, Array4D, Dataset, Features, IterableDataset, Value
 from datasets.distributed import split_dataset_by_node
 from datasets.exceptions import DatasetGenerationError
 
-from ..folders import disk_error, exclusive_folder, replace_folder
+from ..folders import disk_errors, exclusive_folder, replace_folder
 from ..modeling import MODALITIES, HDCIDConfig
 from ..modeling.modeling_hdcid import expected_shape
 
@@ -309,14 +309,9 @@ def write_shards(records_or_generator: Iterable[dict] | Callable[[], Iterable[di
 
     with exclusive_folder(out_dir, f"write_shards {out_dir.name}"):
         _check_replaceable(out_dir, overwrite)  # again, under the lock: another writer may have finished
-        try:
+        with disk_errors(out_dir, "writing shards into"):
             return _write_staged(generate, failure, out_dir, overwrite, features, config, num_shards, label_width,
                                  writer_batch_size)
-        except OSError as err:
-            mapped = disk_error(err, out_dir, "writing shards into")
-            if mapped is err:
-                raise
-            raise mapped from None
 
 
 def _write_staged(generate, failure, out_dir, overwrite, features, config, num_shards, label_width,
@@ -393,19 +388,26 @@ def _write_manifest(data_dir: Path, config, features: Features, split_counts: di
 
 
 # ============================================================================================ reading
+def read_manifest(path: Path) -> dict:
+    """``hdcid_shards.json`` of the shard folder ``path``; ValueError naming the file if it is not a
+    JSON object."""
+    file = Path(path) / MANIFEST_NAME
+    try:
+        manifest = json.loads(file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{file}: not valid JSON ({err}); rewrite the shards with write_shards") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{file}: expected a JSON object, got {type(manifest).__name__}")
+    return manifest
+
+
 def _check_files(path: Path) -> dict | None:
     """Fail naming the file if a shard file is missing or its size differs from the manifest."""
     state_file = path / "state.json"
     if not state_file.is_file():
         raise FileNotFoundError(f"{path}: not a shard folder (no state.json); write it with write_shards")
-    manifest = None
-    if (path / MANIFEST_NAME).is_file():
-        try:
-            manifest = json.loads((path / MANIFEST_NAME).read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path / MANIFEST_NAME}: not valid JSON ({err}); rewrite the shards with write_shards")
-        if not isinstance(manifest, dict):
-            raise ValueError(f"{path / MANIFEST_NAME}: expected a JSON object, got {type(manifest).__name__}")
+    manifest = read_manifest(path) if (path / MANIFEST_NAME).is_file() else None
+    if manifest is not None:
         for entry in manifest.get("files", []):
             file = path / entry["filename"]
             if not file.is_file():

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from ..folders import disk_error, folder_size
+from ..folders import disk_errors, folder_size
 from .checkpoints import (TMP_PREFIX, list_checkpoints, remove_stale_temporaries, replace_folder,  # noqa: F401
                           resolve_checkpoint, save_checkpoint)
 from .config import PretrainConfig, PretrainConfigError  # noqa: F401
@@ -191,13 +191,9 @@ def finish(run: Run, train_time: float) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp)
         try:
-            write_model_folder(run, tmp, train_time)
-            replace_folder(tmp, model_dir)
-        except OSError as err:
-            mapped = disk_error(err, model_dir, "writing the model folder", folder_size(tmp))
-            if mapped is err:
-                raise
-            raise mapped from None
+            with disk_errors(model_dir, "writing the model folder", lambda: folder_size(tmp)):
+                write_model_folder(run, tmp, train_time)
+                replace_folder(tmp, model_dir)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         if cfg.push_to_hub:

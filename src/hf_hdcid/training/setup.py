@@ -23,14 +23,14 @@ DATA_FIELDS = ("num_frames", "audio_feature_dim", "video_feature_dim", "video_sp
 def build_model_config(cfg: PretrainConfig, data_path: Path):
     """``HDCIDConfig.<preset>`` with the shard manifest's feature sizes and ``cfg.model_config``;
     ValueError if the config's modalities are not all in the shards."""
-    from ..data.shards import MANIFEST_NAME
+    from ..data.shards import MANIFEST_NAME, read_manifest
     from ..modeling import HDCIDConfig
 
     manifest_path = data_path / MANIFEST_NAME
     if not manifest_path.is_file():
         raise ValueError(f"data: {data_path} is not a shard folder (no {MANIFEST_NAME}); write one with "
                          "hf_hdcid.data.shards.write_shards or build_synthetic_shards")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = read_manifest(data_path)
     stored = manifest.get("config", {})
     from_data = {k: stored[k] for k in DATA_FIELDS if k in stored and k not in cfg.model_config}
     known = HDCIDConfig.tiny()  # PretrainedConfig would silently keep unknown keys as attributes
