@@ -241,6 +241,29 @@ def test_cli_numeric_and_location_checks_come_first(model_dir, tmp_path):
     assert result.returncode != 0 and "Traceback" in result.stderr  # --debug shows it
 
 
+def test_demo_checks_its_settings_and_output_folder_first_and_holds_its_lock(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run_cli("demo", "--output-dir", blocker)
+    assert_one_line_error(result, "output_dir: expected a folder", "an existing file")
+    result = run_cli("demo", "--output-dir", tmp_path / "d", "--epochs", "0")
+    assert_one_line_error(result, "epochs: expected an int >= 1, got 0")
+    result = run_cli("demo", "--output-dir", tmp_path / "d", "--lr", "nan")
+    assert_one_line_error(result, "lr: expected a finite learning rate in (0, 1], got nan")
+    busy = tmp_path / "busy"
+    holder = hold_lock(busy)
+    try:
+        started = time.perf_counter()
+        result = run_cli("demo", "--output-dir", busy)
+        assert_one_line_error(result, "is being written by another process", "holder-under-test",
+                              f"pid {holder.pid}")
+        assert time.perf_counter() - started < 60  # at once, not after the benchmark is built
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (busy / "synthetic_avt").exists()
+
+
 def test_toc_out_never_replaces_another_folder_silently(model_dir, tmp_path):
     target = tmp_path / "existing"
     target.mkdir()
@@ -277,6 +300,46 @@ def test_a_failed_final_save_leaves_the_previous_model_folder_whole(shards, tmp_
     after = {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()}
     assert after == before  # the old folder, complete; no new config beside old weights
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary, no lock left
+
+
+def test_disk_full_during_a_checkpoint_is_one_line_and_leaves_no_partial_checkpoint(shards, tmp_path, monkeypatch):
+    import accelerate.checkpointing as checkpointing
+
+    real_save, calls = checkpointing.save, []
+
+    def short_write(obj, f, *args, **kwargs):  # the second checkpoint's first torch-saved state hits a full disk
+        calls.append(str(f))
+        if "step_0000008" not in str(f):
+            return real_save(obj, f, *args, **kwargs)
+        Path(f).write_bytes(b"PK\x03\x04partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 931264 vs 931156")
+
+    monkeypatch.setattr(checkpointing, "save", short_write)
+    out = tmp_path / "run"
+    with pytest.raises(OSError, match=r"no space left on the device while writing checkpoint \S*checkpoints/"
+                                      r"step_0000008: [\d.]+ MB free, [\d.]+ MB written before it failed") as caught:
+        pretrain(settings(shards, out, epochs=2, toc_channels=0))
+    assert "\n" not in str(caught.value) and "931264" in str(caught.value)  # torch's words kept, on one line
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_0000004"]  # no .tmp_, no partial step
+    assert not (out / "model").exists()
+    monkeypatch.setattr(checkpointing, "save", real_save)
+    model = pretrain(settings(shards, out, epochs=2, toc_channels=0, resume_from_checkpoint="latest"))
+    check_model_folder(model)  # the intact earlier checkpoint resumes
+
+
+def test_checkpoint_write_errors_are_mapped_only_when_they_are_disk_errors(tmp_path):
+    from safetensors import SafetensorError
+
+    from hf_hdcid.training.checkpoints import checkpoint_write_error
+
+    final = tmp_path / "checkpoints" / "step_0000002"
+    full = SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    assert isinstance(checkpoint_write_error(full, final, 2**20), OSError)
+    assert "1.0 MB written" in str(checkpoint_write_error(full, final, 2**20))
+    readonly = OSError(errno.EROFS, "Read-only file system")
+    assert "read-only file system: cannot write" in str(checkpoint_write_error(readonly, final, 0))
+    other = KeyError("optimizer")
+    assert checkpoint_write_error(other, final, 0) is other  # a bug stays a bug
 
 
 def test_staged_folder_leaves_nothing_on_failure_and_refuses_to_clobber(tmp_path):
@@ -373,6 +436,18 @@ def test_convert_original_output_is_staged_and_never_clobbers(tmp_path):
     with pytest.raises(FileExistsError, match="already exists"):
         save_converted(model, report, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["converted", "other"]
+
+
+def test_truncated_original_checkpoint_is_named_as_cut_short(tmp_path):
+    whole = tmp_path / "whole.pt"
+    torch.save({"Encoder_parameters": {"w": torch.zeros(64, 64)}}, whole)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    result = run_cli("convert-original", cut, tmp_path / "out")
+    assert_one_line_error(result, "cut.pt: a torch.save checkpoint cut short or damaged", "bytes",
+                          "copy or download it again")
+    assert "starting with" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.pt", "whole.pt"]  # no output folder
 
 
 def test_malformed_manifest_is_named_by_every_reader(shards, tmp_path):

@@ -202,6 +202,9 @@ def load_original_checkpoint(path: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     with path.open("rb") as f:
         head = f.read(2)
+    if head == b"PK" and not zipfile.is_zipfile(path):  # a zip archive whose end (its directory) is missing
+        raise ValueError(f"{path}: a torch.save checkpoint cut short or damaged ({path.stat().st_size} bytes, the zip "
+                         "archive has no central directory at its end): copy or download it again")
     if not zipfile.is_zipfile(path) and not head.startswith(b"\x80"):  # neither zip nor legacy pickle format
         raise ValueError(f"{path}: expected a torch.save checkpoint (zip archive or pickle), got a file "
                          f"starting with {head!r}")

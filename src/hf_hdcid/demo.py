@@ -117,12 +117,41 @@ def robustness_text(r: dict) -> str:
             f"{100 * r['ave']:.1f} % (untrained {100 * r['untrained_ave']:.1f} %, chance {100 * r['chance']:.1f} %)")
 
 
+def check_demo_settings(batch_size: int, epochs: int, pretrain_clips: int, labelled_clips: int, club_steps: int,
+                        probe_epochs: int | None, lr: float) -> None:
+    """ValueError naming the first bad setting (before any data is built or any model trained)."""
+    import math
+
+    for field, value, low in (("batch_size", batch_size, 1), ("epochs", epochs, 1), ("pretrain_clips", pretrain_clips, 1),
+                              ("labelled_clips", labelled_clips, 2), ("club_steps", club_steps, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{field}: expected an int >= {low}, got {value!r}")
+    if probe_epochs is not None and (isinstance(probe_epochs, bool) or not isinstance(probe_epochs, int)
+                                     or probe_epochs < 1):
+        raise ValueError(f"probe_epochs: expected an int >= 1 or None, got {probe_epochs!r}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and 0 < lr <= 1):
+        raise ValueError(f"lr: expected a finite learning rate in (0, 1], got {lr!r}")
+
+
 def run_demo(seed: int = 0, batch_size: int = 16, output_dir: str | os.PathLike = "outputs/demo",
              epochs: int = 16, pretrain_clips: int = 512, labelled_clips: int = 256, club_steps: int = 2,
              probe_epochs: int | None = None, robustness_setting: str | None = ROBUSTNESS_SETTING,
              lr: float = DEMO_LR) -> dict:
     """The demo (steps 1-7 of the module docstring) -> the ``demo_results.json`` dict;
-    ``robustness_setting=None`` skips step 7."""
+    ``robustness_setting=None`` skips step 7. The settings and ``output_dir`` (a writable folder) are
+    checked first, and the demo holds ``output_dir``'s lock (:func:`hf_hdcid.folders.exclusive_folder`)
+    while it runs: a second demo into the same folder fails at once."""
+    from .folders import check_writable_folder, exclusive_folder
+
+    check_demo_settings(batch_size, epochs, pretrain_clips, labelled_clips, club_steps, probe_epochs, lr)
+    out = check_writable_folder(output_dir, "output_dir")
+    with exclusive_folder(out, "hf-hdcid demo"):
+        return _run_demo(seed, batch_size, out, epochs, pretrain_clips, labelled_clips, club_steps, probe_epochs,
+                         robustness_setting, lr)
+
+
+def _run_demo(seed: int, batch_size: int, output_dir: Path, epochs: int, pretrain_clips: int, labelled_clips: int,
+              club_steps: int, probe_epochs: int | None, robustness_setting: str | None, lr: float) -> dict:
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 

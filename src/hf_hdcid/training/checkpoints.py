@@ -10,6 +10,10 @@ after every rank has finished its part of ``save_state`` (a barrier), so a folde
 with a ``trainer_state.json`` is always complete. Retention (``save_total_limit``) deletes the
 oldest complete checkpoints *before* the rename, so there are never more than the limit.
 
+A write that fails (a full disk: torch reports ``unexpected pos ...``) deletes the partial folder and
+is one line naming the checkpoint and the free space (:func:`checkpoint_write_error`); the earlier
+checkpoints are untouched.
+
 Resuming verifies every file first (:func:`verify_checkpoint`): a damaged file (a disk error, a copy
 cut short) is an error naming it, or with ``resume_fallback`` the newest intact checkpoint is used
 and the log says so; never a silently different resume.
@@ -17,6 +21,7 @@ and the log says so; never a silently different resume.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -24,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from ..folders import OLD_MARK, discard_folder, replace_folder  # noqa: F401 - re-exported
+from ..folders import OLD_MARK, discard_folder, disk_error, folder_size, replace_folder  # noqa: F401 - re-exported
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "step_"
@@ -154,6 +159,32 @@ def prune_checkpoints(output_dir: str | os.PathLike, keep: int) -> list[Path]:
     return doomed
 
 
+#: how torch's zip writer, safetensors and the OS report a write cut short by a full disk
+_SHORT_WRITE_MARKS = ("unexpected pos", "file write failed", "no space left", "storagefull", "os error 28",
+                      "disk quota", "os error 122")
+
+
+def checkpoint_write_error(err: BaseException, final: Path, written: int) -> BaseException:
+    """A failed checkpoint write -> one-line OSError when the disk is full or read-only (torch's zip
+    writer says only ``unexpected pos 931264 vs 931156``, safetensors wraps the OS error in its own
+    type), naming the checkpoint, the free space and what had been written; other errors unchanged."""
+    chain, seen = [], err
+    while seen is not None and len(chain) < 8:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for item in chain:
+        if isinstance(item, OSError) and item.errno is not None:
+            mapped = disk_error(item, final, "writing checkpoint", written)
+            if mapped is not item:
+                return mapped
+    text = " ".join(str(item) for item in chain)
+    if any(mark in text.lower() for mark in _SHORT_WRITE_MARKS):
+        mapped = disk_error(OSError(errno.ENOSPC, text), final, "writing checkpoint", written)
+        reason = " ".join(str(err).split())[:200]  # the writer's own words, on one line
+        return OSError(mapped.errno, f"{mapped.strerror} ({type(err).__name__}: {reason})")
+    return err
+
+
 def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, trainer_state: dict,
                     club_optimizer: torch.optim.Optimizer, save_total_limit: int) -> Path:
     """Write ``checkpoints/step_{step}`` atomically (collective: every process calls it)."""
@@ -164,10 +195,19 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, train
     if accelerator.is_main_process and tmp.exists():
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))  # main: models, optimiser, scheduler; every rank: its RNG states
-    if accelerator.is_main_process:
-        torch.save(club_optimizer.state_dict(), tmp / CLUB_OPTIMIZER_FILE)
-        (tmp / STATE_FILE).write_text(json.dumps(trainer_state) + "\n")
+    try:
+        accelerator.save_state(str(tmp))  # main: models, optimiser, scheduler; every rank: its RNG states
+        if accelerator.is_main_process:
+            torch.save(club_optimizer.state_dict(), tmp / CLUB_OPTIMIZER_FILE)
+            (tmp / STATE_FILE).write_text(json.dumps(trainer_state) + "\n")
+    except Exception as err:  # noqa: BLE001 - torch, safetensors and the OS report a short write differently
+        written = folder_size(tmp)
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)  # a partial checkpoint is never left behind
+        mapped = checkpoint_write_error(err, final, written)
+        if mapped is err:
+            raise
+        raise mapped from None
     accelerator.wait_for_everyone()  # no rank is still writing into tmp
     if accelerator.is_main_process:
         if save_total_limit:  # room for the new one (0: keep all)
@@ -190,4 +230,4 @@ def load_checkpoint(accelerator, path: Path, club_optimizer: torch.optim.Optimiz
 
 __all__ = ["CHECKPOINT_DIR", "CHECKPOINT_PREFIX", "TMP_PREFIX", "STATE_FILE", "CLUB_OPTIMIZER_FILE", "checkpoint_name",
            "list_checkpoints", "resolve_checkpoint", "remove_stale_temporaries", "discard_folder", "replace_folder", "prune_checkpoints",
-           "save_checkpoint", "load_checkpoint", "verify_checkpoint", "resolve_intact_checkpoint"]
+           "save_checkpoint", "checkpoint_write_error", "load_checkpoint", "verify_checkpoint", "resolve_intact_checkpoint"]
