@@ -231,7 +231,7 @@ def kill_cases(work: Path, shards: Path, kills: int) -> list[dict]:
     from hf_hdcid.loading import check_model_folder
     from hf_hdcid.training.checkpoints import list_checkpoints, verify_checkpoint
 
-    train = ["--data", str(shards), "--epochs", "3", "--batch-size", "8", "--no-progress", "--report-to", "none",
+    train = ["--data", str(shards), "--epochs", "6", "--batch-size", "8", "--no-progress", "--report-to", "none",
              "--no-plot", "--toc-channels", "0", "--save-every-steps", "2"]
     reference = work / "kill_reference"
     started = time.perf_counter()
@@ -240,7 +240,8 @@ def kill_cases(work: Path, shards: Path, kills: int) -> list[dict]:
     want = load_file(reference / "model" / "model.safetensors")
     rows = []
     for i in range(kills):
-        out, delay = work / f"killed_{i}", duration * (0.25 + 0.7 * i / max(1, kills - 1))
+        # the first ~40 % of a run is start-up (imports, data, model): spread the kills over the training
+        out, delay = work / f"killed_{i}", duration * (0.45 + 0.52 * i / max(1, kills - 1))
         proc = subprocess.Popen([*PRETRAIN, *train, "--output-dir", str(out)], env=ENV, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         time.sleep(delay)

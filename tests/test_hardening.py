@@ -342,6 +342,47 @@ def test_checkpoint_write_errors_are_mapped_only_when_they_are_disk_errors(tmp_p
     assert checkpoint_write_error(other, final, 0) is other  # a bug stays a bug
 
 
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real, small file system (tmpfs, 256 KB): needs root and mount (skipped otherwise)."""
+    folder = tmp_path / "full"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_real_full_disk_is_one_line_and_leaves_nothing_for_toc_and_make_synthetic(model_dir, full_disk):
+    result = run_cli("toc", model_dir, "--channels", "4", "--out", full_disk / "toc")
+    assert_one_line_error(result, "no space left on the device while writing", "toc", "MB free",
+                          "SafetensorError")
+    result = run_cli("make-synthetic", full_disk / "syn", "--clips", "64")
+    assert_one_line_error(result, "no space left on the device while writing shards into", "syn", "MB free")
+    assert sorted(full_disk.iterdir()) == []  # no partial folder, no temporary, no lock file
+
+
+def test_write_error_finds_the_disk_error_in_chains_and_writer_messages(tmp_path):
+    from datasets.exceptions import DatasetGenerationError
+
+    from hf_hdcid.folders import write_error
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as inner:
+            raise DatasetGenerationError("An error occurred while generating the dataset") from inner
+    except DatasetGenerationError as wrapped:
+        mapped = write_error(wrapped, tmp_path / "shards", "writing shards into")
+    assert isinstance(mapped, OSError) and mapped.errno == errno.ENOSPC and "shards" in str(mapped)
+    readonly = write_error(RuntimeError("Error while serializing: I/O error: Read-only file system (os error 30)"),
+                           tmp_path / "m")
+    assert readonly.errno == errno.EROFS and "read-only file system: cannot write" in str(readonly)
+    bug = TypeError("unsupported operand")
+    assert write_error(bug, tmp_path) is bug
+
+
 def test_staged_folder_leaves_nothing_on_failure_and_refuses_to_clobber(tmp_path):
     final = tmp_path / "f"
     with pytest.raises(RuntimeError):

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 __all__ = ["FolderBusyError", "LOCK_SUFFIX", "check_writable_folder", "discard_folder", "disk_errors", "exclusive_folder", "folder_size",
-           "lock_file", "replace_folder", "staged_folder", "disk_error"]
+           "lock_file", "replace_folder", "staged_folder", "disk_error", "write_error"]
 
 LOCK_SUFFIX = ".hdcid-lock"
 TMP_MARK = ".tmp-"
@@ -242,14 +242,44 @@ def disk_error(err: OSError, path: Path, action: str = "writing", written: int |
     return err
 
 
+#: how writers that are not the OS report a write cut short by a full disk: torch's zip writer
+#: (``unexpected pos 931264 vs 931156``, ``file write failed``), safetensors (``os error 28``)
+_SHORT_WRITE_MARKS = ("unexpected pos", "file write failed", "no space left", "storagefull", "os error 28",
+                      "disk quota", "os error 122", "read-only file system", "os error 30")
+
+
+def write_error(err: BaseException, path: Path, action: str = "writing", written: int | None = None) -> BaseException:
+    """Any failed write -> :func:`disk_error`'s one line when it is a full disk, a read-only file system
+    or a missing permission, found as an OSError anywhere in the exception's chain (``datasets`` wraps
+    it in DatasetGenerationError) or in the words of writers that do not raise OSError (torch's zip
+    writer, safetensors; their own words are kept in brackets); any other error is returned unchanged."""
+    chain, seen = [], err
+    while seen is not None and len(chain) < 8:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for item in chain:
+        if isinstance(item, OSError) and item.errno is not None:
+            mapped = disk_error(item, path, action, written)
+            if mapped is not item:
+                return mapped
+    text = " ".join(str(item) for item in chain).lower()
+    for marks, code in ((_SHORT_WRITE_MARKS[-2:], errno.EROFS), (_SHORT_WRITE_MARKS[:-2], errno.ENOSPC)):
+        if any(mark in text for mark in marks):
+            mapped = disk_error(OSError(code, text), path, action, written)
+            reason = " ".join(str(err).split())[:200]  # the writer's own words, on one line
+            return OSError(mapped.errno, f"{mapped.strerror} ({type(err).__name__}: {reason})")
+    return err
+
+
 @contextlib.contextmanager
 def disk_errors(path: Path, action: str = "writing", written: Callable[[], int] | None = None) -> Iterator[None]:
-    """Re-raise a full-disk / read-only / permission OSError of the block as :func:`disk_error`
-    (``written()``: bytes written so far, for the message); other errors pass unchanged."""
+    """Re-raise a full-disk / read-only / permission error of the block as one line
+    (:func:`write_error`; ``written()``: bytes written so far, for the message); other errors pass
+    unchanged."""
     try:
         yield
-    except OSError as err:
-        mapped = disk_error(err, path, action, written() if written is not None else None)
+    except Exception as err:  # noqa: BLE001 - torch, safetensors and datasets report a short write differently
+        mapped = write_error(err, path, action, written() if written is not None else None)
         if mapped is err:
             raise
         raise mapped from None

@@ -21,7 +21,6 @@ and the log says so; never a silently different resume.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from ..folders import OLD_MARK, discard_folder, disk_error, folder_size, replace_folder  # noqa: F401 - re-exported
+from ..folders import OLD_MARK, discard_folder, folder_size, replace_folder, write_error  # noqa: F401 - re-exported
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "step_"
@@ -159,30 +158,12 @@ def prune_checkpoints(output_dir: str | os.PathLike, keep: int) -> list[Path]:
     return doomed
 
 
-#: how torch's zip writer, safetensors and the OS report a write cut short by a full disk
-_SHORT_WRITE_MARKS = ("unexpected pos", "file write failed", "no space left", "storagefull", "os error 28",
-                      "disk quota", "os error 122")
-
-
 def checkpoint_write_error(err: BaseException, final: Path, written: int) -> BaseException:
     """A failed checkpoint write -> one-line OSError when the disk is full or read-only (torch's zip
     writer says only ``unexpected pos 931264 vs 931156``, safetensors wraps the OS error in its own
-    type), naming the checkpoint, the free space and what had been written; other errors unchanged."""
-    chain, seen = [], err
-    while seen is not None and len(chain) < 8:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    for item in chain:
-        if isinstance(item, OSError) and item.errno is not None:
-            mapped = disk_error(item, final, "writing checkpoint", written)
-            if mapped is not item:
-                return mapped
-    text = " ".join(str(item) for item in chain)
-    if any(mark in text.lower() for mark in _SHORT_WRITE_MARKS):
-        mapped = disk_error(OSError(errno.ENOSPC, text), final, "writing checkpoint", written)
-        reason = " ".join(str(err).split())[:200]  # the writer's own words, on one line
-        return OSError(mapped.errno, f"{mapped.strerror} ({type(err).__name__}: {reason})")
-    return err
+    type), naming the checkpoint, the free space and what had been written
+    (:func:`hf_hdcid.folders.write_error`); other errors unchanged."""
+    return write_error(err, final, "writing checkpoint", written)
 
 
 def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, trainer_state: dict,
