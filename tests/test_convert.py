@@ -107,7 +107,8 @@ def test_a_zip_with_two_members_is_refused(tmp_path):
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("a.pkl", pickle.dumps(audio(0)))
         archive.writestr("b.pkl", pickle.dumps(audio(1)))
-    with pytest.raises(ValueError, match=r"two\.zip: expected exactly one pickled member"):
+    with pytest.raises(ValueError, match=r"two\.zip: expected exactly one pickled member \(\*\.pkl\), got 2 "
+                                         r"\(members: \['a\.pkl', 'b\.pkl'\]\)"):
         load_pickled_array(path)
 
 
@@ -175,7 +176,7 @@ def test_vggsound_unknown_category_names_the_csv_line(vggsound, tmp_path):
     root, paths, _ = vggsound
     csv_path = write_csv(tmp_path / "meta.csv", ["category", "video_id", "split"], [("rain", "vid_c", "train"),
                                                                                     ("thunder", "vid_a", "train")])
-    with pytest.raises(ValueError, match=r"meta\.csv, line 3: unknown category 'thunder'"):
+    with pytest.raises(ValueError, match=r"meta\.csv, line 3: column 'category': unknown category 'thunder'"):
         convert_features("vggsound", tmp_path / "out", AV, progress=False, **{**paths, "csv_path": csv_path})
     assert not (tmp_path / "out").exists()
 
@@ -211,8 +212,8 @@ def test_ave_features_and_labels_of_the_split_in_order(ave, tmp_path):
     data, _ = load_shards(convert_features("ave", tmp_path / "ave", CONFIG, progress=False, root=root,
                                            split="train"), AV)
     assert column(data, "clip_id") == ["ave-3", "ave-0", "ave-4"]
-    # most frequent non-background class; ties -> the smallest id
-    assert column(data, "label") == [3, 2, 1]
+    # the original's rule: max over time of the per-segment foreground argmax (row 4: classes 2, 1, 1, 2 -> 2)
+    assert column(data, "label") == [3, 2, 2]
     for row, index in zip(data, (3, 0, 4)):
         assert torch.equal(row["audio"], torch.from_numpy(aud[index]))
         assert torch.equal(row["video"], torch.from_numpy(vis[index]).half())
@@ -220,10 +221,10 @@ def test_ave_features_and_labels_of_the_split_in_order(ave, tmp_path):
         assert torch.equal(row["video_labels"], row["audio_labels"])
 
 
-def test_ave_clip_without_events_gets_label_minus_one(ave, tmp_path):
+def test_ave_clip_without_events_gets_class_zero_as_in_the_original(ave, tmp_path):
     root = ave[0]
     data, _ = load_shards(convert_features("ave", tmp_path / "ave", AV, progress=False, root=root, split="test"), AV)
-    assert column(data, "label") == [1, -1] and set(column(data, "split")) == {"test"}
+    assert column(data, "label") == [1, 0] and set(column(data, "split")) == {"test"}
 
 
 def test_ave_avvp_uses_the_given_labels_and_order(ave, tmp_path):
@@ -305,7 +306,8 @@ def test_avvp_unknown_event_names_the_line(avvp, tmp_path):
     _, names, _, _, _, dirs = avvp
     bad = write_csv(tmp_path / "AVVP_eval_audio.csv", ["filename", "onset", "offset", "event_labels"],
                     [(names[0], "0", "1", "Speech"), (names[1], "0,1", "1,2", "Speech,Violin")], delimiter="\t")
-    with pytest.raises(ValueError, match=r"AVVP_eval_audio\.csv, line 3: unknown category 'Violin'"):
+    with pytest.raises(ValueError, match=r"AVVP_eval_audio\.csv, line 3: column 'event_labels': unknown category "
+                                         r"'Violin'"):
         convert_features("avvp", tmp_path / "out", AV, progress=False, csv_path=bad, **dirs)
 
 
