@@ -4,6 +4,7 @@ import csv
 import os
 import pickle
 import zipfile
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -368,3 +369,168 @@ def test_vggsound81k_ids_strip_mp4_and_clips_are_unlabelled(vggsound, tmp_path):
     assert sorted(rows) == ["vid_b", "vid_c"] and int(rows["vid_b"]["label"]) == -1
     assert torch.equal(rows["vid_b"]["audio"], torch.from_numpy(features["vid_b"][0][:T]))
     assert torch.equal(rows["vid_c"]["video"], torch.from_numpy(features["vid_c"][1]).half())
+
+
+# ============================================================================================ zips
+def test_the_pkl_member_is_read_and_other_members_are_ignored(tmp_path):
+    array = audio(7)
+    path = tmp_path / "clip.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "features of one clip")
+        archive.writestr("clip/", "")  # a folder entry
+        archive.writestr("clip/clip.pkl", pickle.dumps(array))
+        archive.writestr("__MACOSX/clip/._clip.pkl", b"\x00\x05\x16\x07 AppleDouble")  # macOS metadata
+    assert np.array_equal(load_pickled_array(path), array)
+
+
+def test_a_zip_without_a_pickle_member_is_refused_naming_its_members(tmp_path):
+    path = tmp_path / "none.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "no features here")
+        archive.writestr("clip.npy", b"\x93NUMPY")
+    with pytest.raises(ValueError, match=r"none\.zip: expected exactly one pickled member \(\*\.pkl\), got 0 "
+                                         r"\(members: \['readme\.txt', 'clip\.npy'\]\)"):
+        load_pickled_array(path)
+
+
+def test_a_file_that_is_not_a_zip_is_refused_naming_it(tmp_path):
+    path = tmp_path / "clip.zip"
+    path.write_bytes(b"not a zip at all")
+    with pytest.raises(ValueError, match=r"clip\.zip: not a readable zip file"):
+        load_pickled_array(path)
+
+
+# ============================================================================================ AVE, real annotations
+FIXTURES = Path(__file__).parent / "fixtures"
+ANNOTATIONS = FIXTURES / "ave" / "Annotations_excerpt.txt"
+AVE10 = HDCIDConfig.tiny(num_frames=10, modalities=["audio", "video"])  # AVE stores T = 10 segments
+EMPTY_WINDOW_ROW = 26  # excerpt row 26 = line 27 of the real Annotations.txt: Church bell&VWi2ENBuTbw&good&0&0
+
+
+def annotation_labels(path, width=None):
+    """labels.h5 as the annotations describe it: [N, 10, width], the class one-hot on [start, end), else background."""
+    lines = [line.split("&") for line in Path(path).read_text().splitlines()]
+    names = list(dict.fromkeys(fields[0] for fields in lines))  # class ids by first appearance
+    width = width or len(names) + 1
+    labels = np.zeros((len(lines), 10, width))
+    labels[..., -1] = 1
+    for row, (category, _, _, start, end) in enumerate(lines):
+        labels[row, int(start):int(end)] = 0
+        labels[row, int(start):int(end), names.index(category)] = 1
+    return labels, names, [fields[1] for fields in lines]
+
+
+def write_ave_root(root, labels, order, config=AVE10, seed=0):
+    """AVE h5 files for len(labels) rows: random features of config's shapes, labels, train_order.h5."""
+    n, g = len(labels), np.random.default_rng(seed)
+    s, v = config.video_spatial_size, config.video_feature_dim
+    for name, key, data in (("visual_feature.h5", "avadataset", g.integers(0, 40, (n, 10, s, s, v)) / 4),
+                            ("audio_feature.h5", "avadataset", g.standard_normal((n, 10, config.audio_feature_dim))),
+                            ("labels.h5", "avadataset", labels), ("train_order.h5", "order", np.asarray(order))):
+        with h5py.File(root / name, "w") as file:
+            file.create_dataset(key, data=data)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ave_real(tmp_path_factory):
+    """The AVE h5 layout for the 69 rows of the Annotations.txt excerpt; train order with rows 26, 41, 46."""
+    labels, names, video_ids = annotation_labels(ANNOTATIONS)
+    order = [EMPTY_WINDOW_ROW, 0, 41, 46, 5, 27, 40, 42, 45, 50, 60, 68, 1, 2, 3, 4]
+    root = write_ave_root(tmp_path_factory.mktemp("ave_real"), labels, order)
+    return root, labels, names, video_ids, order
+
+
+def test_ave_clip_label_is_the_max_over_time_of_the_foreground_argmax():
+    from hf_hdcid.data.layouts_labels import ave_clip_label
+
+    width = 5
+    assert ave_clip_label(one_hot_labels([None, 2, 2, None], width)) == 2
+    assert ave_clip_label(one_hot_labels([None] * 4, width)) == 0  # all background: argmax 0 everywhere
+    assert ave_clip_label(one_hot_labels([3, 1, 1, 1], width)) == 3  # the largest class present, not the commonest
+
+
+def test_the_annotation_excerpt_has_the_28_ave_categories_in_the_real_order(ave_real):
+    from hf_hdcid.data.layouts_labels import read_ave_annotations
+
+    rows, names = read_ave_annotations(ANNOTATIONS)
+    assert len(rows) == 69 and len(names) == 28
+    assert names[:3] == ["Church bell", "Male speech, man speaking", "Bark"] and names[-1] == "Mandolin"
+    empty = [r for r in rows if r.empty_window]
+    assert [(r.line, r.category, r.video_id, r.class_id) for r in empty] == [(27, "Church bell", "VWi2ENBuTbw", 0)]
+
+
+def test_ave_with_annotations_labels_row_26_zero_with_its_youtube_id(ave_real, tmp_path):
+    root, labels, names, video_ids, order = ave_real
+    out = convert_features("ave", tmp_path / "ave", AVE10, progress=False, root=root, annotations=ANNOTATIONS)
+    data, _ = load_shards(out, AVE10)
+    rows = by_id(data)
+    assert int(rows["VWi2ENBuTbw"]["label"]) == 0  # Church bell, as the original's rule gives
+    assert torch.equal(rows["VWi2ENBuTbw"]["audio_labels"][:, -1], torch.ones(10, dtype=torch.int8))  # no event
+    ids = column(data, "clip_id")
+    assert ids[:4] == ["VWi2ENBuTbw", "RUhOCu3LNXM", "-9R4WPSKE3Q@41", "-9R4WPSKE3Q@46"]  # shared id: row appended
+    assert column(data, "label") == [names.index(Path(ANNOTATIONS).read_text().splitlines()[r].split("&")[0])
+                                     for r in order]
+    assert -1 not in column(data, "label")
+    assert torch.equal(rows["RUhOCu3LNXM"]["video_labels"], torch.from_numpy(labels[0]).to(torch.int8))
+
+
+def test_ave_without_annotations_gives_row_ids_and_the_original_rule(ave_real, tmp_path):
+    root, _, _, _, order = ave_real
+    data, _ = load_shards(convert_features("ave", tmp_path / "ave", AVE10, progress=False, root=root), AVE10)
+    assert column(data, "clip_id")[:2] == ["ave-26", "ave-0"] and column(data, "label")[0] == 0
+
+
+def test_ave_classification_runs_on_the_annotated_shards(ave_real, tmp_path):
+    from hf_hdcid import HDCIDForPreTraining
+    from hf_hdcid.downstream.runner import evaluate_downstream
+
+    root = ave_real[0]
+    out = convert_features("ave", tmp_path / "ave", AVE10, progress=False, root=root, annotations=ANNOTATIONS)
+    torch.manual_seed(0)
+    record = evaluate_downstream(HDCIDForPreTraining(AVE10), "ave", "v2a", out, protocol="paper", epochs=1,
+                                 batch_size=8)
+    assert record["data"]["clips"]["train"] == 16 and 0 <= record["score"]["mean"] <= 1
+
+
+def test_ave_annotation_line_count_must_equal_the_h5_rows(tmp_path):
+    labels = annotation_labels(ANNOTATIONS)[0]
+    root = write_ave_root(tmp_path, labels[:-1], [0, 1])
+    with pytest.raises(ValueError, match=r"Annotations_excerpt\.txt: expected one annotation line per row of "
+                                         r".*visual_feature\.h5 \(68 rows\), got 69 lines"):
+        convert_features("ave", tmp_path / "out", AVE10, progress=False, root=root, annotations=ANNOTATIONS)
+    assert not (tmp_path / "out").exists()
+
+
+def test_ave_annotated_category_must_match_the_label_file(tmp_path):
+    labels = annotation_labels(ANNOTATIONS)[0]
+    labels[30, :, :] = 0
+    labels[30, :, 2] = 1  # row 30 (line 31, Church bell 0-10) labelled Bark in labels.h5
+    root = write_ave_root(tmp_path, labels, [29, 30])
+    with pytest.raises(ValueError, match=r"Annotations_excerpt\.txt, line 31: column 'Category': expected 'Bark' "
+                                         r"\(class 2, the label of .*labels\.h5 row 30\), got 'Church bell' \(class 0\)"):
+        convert_features("ave", tmp_path / "out", AVE10, progress=False, root=root, annotations=ANNOTATIONS)
+
+
+def test_ave_annotations_do_not_describe_an_ave_avvp_label_file(ave_real, tmp_path):
+    root = ave_real[0]
+    with h5py.File(tmp_path / "ave_avvp_labels.h5", "w") as file:
+        file.create_dataset("avadataset", data=np.stack([one_hot_labels([0] * 10, 13)] * 69))
+    with pytest.raises(ValueError, match=r"expected at most 12 categories \(the foreground columns of "
+                                         r".*ave_avvp_labels\.h5\), got 28"):
+        convert_features("ave", tmp_path / "out", AVE10, progress=False, root=root, annotations=ANNOTATIONS,
+                         labels_path=tmp_path / "ave_avvp_labels.h5")
+
+
+@pytest.mark.parametrize("line, message", [
+    ("Bark&abc&good&0", r"line 2: expected 5 '&'-separated columns Category&VideoID&Quality&StartTime&EndTime, got 4"),
+    ("Bark&abc&good&x&10", r"line 2: column 'StartTime': expected a whole number of seconds, got 'x'"),
+    ("Bark&abc&good&5&3", r"line 2: column 'EndTime': expected at least StartTime \(5\), got 3"),
+    ("Bark&&good&0&3", r"line 2: column 'VideoID': expected a non-empty value, got ''"),
+])
+def test_a_bad_annotation_line_is_named_with_its_column(tmp_path, line, message):
+    from hf_hdcid.data.layouts_labels import read_ave_annotations
+
+    path = write_lines(tmp_path / "Annotations.txt", ["Church bell&RUhOCu3LNXM&good&0&10", line])
+    with pytest.raises(ValueError, match=rf"Annotations\.txt, {message}"):
+        read_ave_annotations(path)
