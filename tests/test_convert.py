@@ -3,6 +3,7 @@
 import csv
 import os
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -534,3 +535,274 @@ def test_a_bad_annotation_line_is_named_with_its_column(tmp_path, line, message)
     path = write_lines(tmp_path / "Annotations.txt", ["Church bell&RUhOCu3LNXM&good&0&10", line])
     with pytest.raises(ValueError, match=rf"Annotations\.txt, {message}"):
         read_ave_annotations(path)
+
+
+# ============================================================================================ AVVP, real per-event csvs
+AVVP_AUDIO = FIXTURES / "avvp" / "AVVP_eval_audio_excerpt.csv"
+AVVP_VISUAL = FIXTURES / "avvp" / "AVVP_eval_visual_excerpt.csv"
+AVVP_CATEGORIES = FIXTURES / "avvp" / "AVVP_Categories.txt"
+AVVP_HEADER = ["filename", "onset", "offset", "event_labels"]
+
+
+def combined_form(per_event, out):
+    """The authors' combined form of a per-event csv: one row per video (first appearance), comma-joined lists."""
+    with open(per_event, newline="") as file:
+        rows = list(csv.DictReader(file, delimiter="\t"))
+    videos = {}
+    for row in rows:
+        videos.setdefault(row["filename"], []).append(row)
+    return write_csv(out, AVVP_HEADER, [(name, *(",".join(r[c] for r in events) for c in AVVP_HEADER[1:]))
+                                        for name, events in videos.items()], delimiter="\t")
+
+
+def event_names(*paths):
+    names = set()
+    for path in paths:
+        with open(path, newline="") as file:
+            names |= {row["event_labels"] for row in csv.DictReader(file, delimiter="\t")}
+    return names
+
+
+def test_the_categories_fixture_is_the_sorted_25_names_of_the_real_csvs():
+    from hf_hdcid.data.layouts_labels import read_categories
+
+    names = list(read_categories(AVVP_CATEGORIES))
+    assert len(names) == 25 and names == sorted(names)
+    assert {"Baby_cry_infant_cry", "Blender", "Speech", "Frying_(food)"} <= set(names)
+    assert event_names(AVVP_AUDIO, AVVP_VISUAL) <= set(names)
+
+
+@pytest.mark.parametrize("per_event", [AVVP_AUDIO, AVVP_VISUAL], ids=["audio", "visual"])
+def test_avvp_per_event_and_combined_forms_give_identical_labels(per_event, tmp_path):
+    from hf_hdcid.data.layouts_labels import avvp_labels
+
+    combined = combined_form(per_event, tmp_path / "combined.csv")
+    per_event_labels = avvp_labels(per_event, AVVP_CATEGORIES)
+    combined_labels = avvp_labels(combined, AVVP_CATEGORIES)
+    assert list(per_event_labels) == list(combined_labels)  # the same videos in the same order
+    assert len(combined.read_text().splitlines()) - 1 == len(per_event_labels) < len(per_event.read_text().splitlines()) - 1
+    for name in per_event_labels:
+        assert np.array_equal(per_event_labels[name], combined_labels[name]), name
+
+
+def test_avvp_real_audio_events_by_hand():
+    from hf_hdcid.data.layouts_labels import avvp_labels, read_categories
+
+    classes = read_categories(AVVP_CATEGORIES)
+    labels = avvp_labels(AVVP_AUDIO, AVVP_CATEGORIES)
+    bg = len(classes)
+
+    def expected(events):
+        label = np.zeros((10, bg + 1), dtype=np.int8)
+        for name, onset, offset in events:
+            label[onset:offset, classes[name]] = 1
+        label[:, bg] = label[:, :bg].sum(1) == 0
+        return label
+
+    assert list(labels)[:3] == ["4YdbENYcIyE_23_33", "KSRjje7GH44_60_70", "McVcuryKUp4_160_170"]
+    assert np.array_equal(labels["KSRjje7GH44_60_70"], expected([("Blender", 8, 10), ("Speech", 0, 8)]))
+    # rows 2185 and 2188 of the real file: the video's events are not on adjacent lines
+    assert np.array_equal(labels["JR09cQfpjqE_30_40"], expected([("Violin_fiddle", 4, 10), ("Speech", 1, 5)]))
+    # line 3770 "9 0 Cheering" (offset before onset) marks nothing, as in the original; "9 9 Speech" neither
+    assert np.array_equal(labels["8DF2PxdT5tE_390_400"], expected([("Basketball_bounce", 2, 8), ("Speech", 0, 2),
+                                                                   ("Speech", 7, 10)]))
+    assert labels["CaC2xvdLC34_250_260"][:, classes["Speech"]].sum() == 0
+
+
+def test_avvp_a_file_mixing_both_forms_adds_the_events_of_a_repeated_filename(tmp_path):
+    from hf_hdcid.data.layouts_labels import avvp_labels
+
+    mixed = write_csv(tmp_path / "mixed.csv", AVVP_HEADER, [("KSRjje7GH44_60_70", "8", "10", "Blender"),
+                                                            ("abcdefghijk_0_10", "0,5", "2,6", "Dog,Cat"),
+                                                            ("KSRjje7GH44_60_70", "0,9", "8,10", "Speech,Dog")],
+                      delimiter="\t")
+    per_event = write_csv(tmp_path / "per_event.csv", AVVP_HEADER, [
+        ("KSRjje7GH44_60_70", "8", "10", "Blender"), ("abcdefghijk_0_10", "0", "2", "Dog"),
+        ("abcdefghijk_0_10", "5", "6", "Cat"), ("KSRjje7GH44_60_70", "0", "8", "Speech"),
+        ("KSRjje7GH44_60_70", "9", "10", "Dog")], delimiter="\t")
+    a, b = avvp_labels(mixed, AVVP_CATEGORIES), avvp_labels(per_event, AVVP_CATEGORIES)
+    assert list(a) == list(b) == ["KSRjje7GH44_60_70", "abcdefghijk_0_10"]
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_avvp_train_csv_is_refused_saying_why_it_is_not_used():
+    from hf_hdcid.data.layouts_labels import avvp_labels
+
+    with pytest.raises(ValueError, match=r"AVVP_train_excerpt\.csv, line 1: header \['filename', 'event_labels'\] "
+                                         r"has no 'onset' / 'offset' columns.*weak clip-level label file.*trains on "
+                                         r"one modality's eval labels"):
+        avvp_labels(FIXTURES / "avvp" / "AVVP_train_excerpt.csv", AVVP_CATEGORIES)
+
+
+@pytest.mark.parametrize("row, message", [
+    (("KSRjje7GH44_60_70", "0,2", "3", "Speech"), r"columns 'onset' / 'offset' / 'event_labels': expected parallel "
+                                                  r"lists of one length, got 2 / 1 / 1 values"),
+    (("KSRjje7GH44_60_70", "1.5", "3", "Speech"), r"column 'onset': expected a non-negative whole second, got '1\.5'"),
+    (("KSRjje7GH44_60_70", "0", "end", "Speech"), r"column 'offset': expected a whole number of seconds, got 'end'"),
+    (("", "0", "3", "Speech"), r"column 'filename': expected a video name, got ''"),
+])
+def test_a_bad_avvp_row_is_named_with_its_line_and_column(tmp_path, row, message):
+    from hf_hdcid.data.layouts_labels import avvp_labels
+
+    path = write_csv(tmp_path / "AVVP_eval_audio.csv", AVVP_HEADER, [("4YdbENYcIyE_23_33", "0", "4", "Speech"), row],
+                     delimiter="\t")
+    with pytest.raises(ValueError, match=rf"AVVP_eval_audio\.csv, line 3: {message}"):
+        avvp_labels(path, AVVP_CATEGORIES)
+
+
+@pytest.fixture(scope="module")
+def avvp_real(tmp_path_factory):
+    """Feature zips (T = 10) for every video of the two real excerpts."""
+    root = tmp_path_factory.mktemp("avvp_real")
+    names = list(dict.fromkeys(list(event_rows(AVVP_AUDIO)) + list(event_rows(AVVP_VISUAL))))
+    for i, name in enumerate(names):
+        write_zip(root / "audio" / f"{name[:11]}.zip", audio(700 + i, 10 - i % 3))
+        write_zip(root / "video" / f"{name[:11]}.zip", video(800 + i, 10))
+    return root, names, dict(audio_dir=root / "audio", video_dir=root / "video", categories_path=AVVP_CATEGORIES)
+
+
+def event_rows(path):
+    with open(path, newline="") as file:
+        return dict.fromkeys(row["filename"] for row in csv.DictReader(file, delimiter="\t"))
+
+
+def test_avvp_real_excerpts_convert_with_both_label_columns(avvp_real, tmp_path):
+    from hf_hdcid.data.layouts_labels import avvp_labels
+
+    root, names, dirs = avvp_real
+    out = convert_features("avvp", tmp_path / "avvp", AVE10, progress=False,
+                           csv_path={"audio": AVVP_AUDIO, "video": AVVP_VISUAL}, **dirs)
+    data, _ = load_shards(out, AVE10, split="test")
+    rows = by_id(data)
+    assert list(rows) == names
+    audio_labels, visual_labels = avvp_labels(AVVP_AUDIO, AVVP_CATEGORIES), avvp_labels(AVVP_VISUAL, AVVP_CATEGORIES)
+    for name in names:
+        for column_name, labels in (("audio_labels", audio_labels), ("video_labels", visual_labels)):
+            expected = labels[name] if name in labels else np.full((10, 26), -1, np.int8)
+            assert torch.equal(rows[name][column_name], torch.from_numpy(expected)), (name, column_name)
+
+
+# ============================================================================================ missing feature files
+def test_missing_feature_files_are_one_error_counting_and_naming_them(avvp_real, tmp_path):
+    root, names, dirs = avvp_real
+    rows = [(n, "0", "10", "Speech") for n in names[:3]] + [(n, "0", "10", "Speech") for n in
+                                                           ("KSRjje7GH4X_60_70", "aaaaaaaaaaa_0_10", "bbbbbbbbbbb_0_10",
+                                                            "ccccccccccc_0_10")]
+    listing = write_csv(tmp_path / "AVVP_eval_audio.csv", AVVP_HEADER, rows, delimiter="\t")
+    audio_dir = dirs["audio_dir"]
+    with pytest.raises(ValueError) as error:
+        convert_features("avvp", tmp_path / "out", AVE10, progress=False, csv_path=listing, **dirs)
+    assert str(error.value) == (
+        f"{listing}: 4 of 7 listed clips have no feature file (first: KSRjje7GH4X_60_70 -> "
+        f"{audio_dir / 'KSRjje7GH4X.zip'}, aaaaaaaaaaa_0_10 -> {audio_dir / 'aaaaaaaaaaa.zip'}, bbbbbbbbbbb_0_10 -> "
+        f"{audio_dir / 'bbbbbbbbbbb.zip'}, ...): pass --skip-missing (skip_missing=True) to convert the rest")
+    assert sorted(os.listdir(tmp_path)) == ["AVVP_eval_audio.csv"]
+
+
+def test_skip_missing_converts_the_rest_and_records_the_skipped_ids_in_the_manifest(avvp_real, tmp_path):
+    import json
+
+    import hf_hdcid
+
+    root, names, dirs = avvp_real
+    rows = [(names[0], "0", "10", "Speech"), ("zzzzzzzzzzz_0_10", "0", "1", "Dog"), (names[1], "0", "1", "Dog"),
+            ("yyyyyyyyyyy_5_15", "0", "1", "Dog")]
+    listing = write_csv(tmp_path / "AVVP_eval_audio.csv", AVVP_HEADER, rows, delimiter="\t")
+    out = convert_features("avvp", tmp_path / "out", AVE10, progress=False, csv_path=listing, skip_missing=True,
+                           **dirs)
+    assert column(load_shards(out, AVE10).dataset, "clip_id") == names[:2]
+    source = json.loads((out / "hdcid_shards.json").read_text())["source"]
+    assert source == {"layout": "avvp", "converter_version": hf_hdcid.__version__,
+                      "paths": {"csv_path": str(listing), **{k: str(v) for k, v in dirs.items()}},
+                      "skipped_missing": ["zzzzzzzzzzz_0_10", "yyyyyyyyyyy_5_15"]}
+
+
+def test_every_zip_layout_checks_its_listed_clips_first(vggsound, tmp_path):
+    root, paths, _ = vggsound
+    dirs = {k: paths[k] for k in ("audio_dir", "video_dir")}
+    cases = {
+        "vggsound": {**paths, "prompts_csv": None,
+                     "csv_path": write_csv(tmp_path / "meta.csv", ["category", "video_id", "split"],
+                                           [("rain", "vid_c", "train"), ("rain", "vid_zz", "train")])},
+        "vggsound81k": {**dirs, "csv_path": write_csv(tmp_path / "81k.csv", ["id"], [("vid_zz.mp4",), ("vid_b.mp4",)])},
+        "ucf_vggsound": {"csv_path": write_csv(tmp_path / "vggsound2ucf.csv", ["video_id", "category"],
+                                               [("vid_a", "rain"), ("vid_zz", "rain")]),
+                         "feature_dir": paths["audio_dir"], "categories_path": paths["categories_path"],
+                         "modality": "audio"},
+    }
+    for layout, layout_paths in cases.items():
+        with pytest.raises(ValueError, match=rf"1 of 2 listed clips have no feature file \(first: vid_zz -> "
+                                             rf".*audio/vid_zz\.zip\): pass --skip-missing"):
+            convert_features(layout, tmp_path / layout, AV, progress=False, **layout_paths)
+        assert not (tmp_path / layout).exists()
+
+
+def test_only_the_zips_of_the_stored_modalities_are_needed(vggsound, tmp_path):
+    root, paths, features = vggsound
+    config = HDCIDConfig.tiny(modalities=["audio", "text"])
+    out = convert_features("vggsound", tmp_path / "at", config, progress=False,
+                           **{**paths, "video_dir": tmp_path / "no_video_zips"})
+    data, _ = load_shards(out)
+    assert "video" not in data.column_names and sorted(column(data, "clip_id")) == ["vid_a", "vid_b", "vid_c", "vid_d"]
+
+
+def test_a_zip_of_the_wrong_shape_is_named_with_the_clip_and_column(vggsound, tmp_path):
+    root, paths, _ = vggsound
+    (tmp_path / "video").mkdir()
+    shutil.copy(paths["video_dir"] / "vid_a.zip", tmp_path / "video")  # the train split: vid_a, then vid_c
+    write_zip(tmp_path / "video" / "vid_c.zip", video(1, T - 1))  # video is kept as stored: T - 1 segments
+    with pytest.raises(ValueError, match=rf"video/vid_c\.zip: clip 'vid_c' \(.*meta\.csv\): column 'video': "
+                                         rf"expected shape \[{T}, {S}, {S}, {V}\], got \[{T - 1}, {S}, {S}, {V}\]"):
+        convert_features("vggsound", tmp_path / "out", AV, progress=False,
+                         **{**paths, "video_dir": tmp_path / "video", "splits": {"train"}, "prompts_csv": None})
+    assert sorted(os.listdir(tmp_path)) == ["video"]
+
+
+def test_convert_features_cli_skip_missing_and_failures_leave_nothing(vggsound, tmp_path, capsys):
+    from hf_hdcid.cli import main
+
+    root, paths, _ = vggsound
+    listing = write_csv(tmp_path / "meta.csv", ["category", "video_id", "split"],
+                        [("rain", "vid_c", "train"), ("rain", "vid_zz", "train"), ("rain", "vid_a", "train")])
+    args = ["convert-features", "vggsound", str(tmp_path / "out"), "--preset", "tiny", "--modalities", "audio,video",
+            f"--path=csv_path={listing}", *(f"--path={k}={paths[k]}" for k in ("audio_dir", "video_dir",
+                                                                                 "categories_path"))]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and "1 of 3 listed clips have no feature file (first: vid_zz -> " in err
+    assert sorted(os.listdir(tmp_path)) == ["meta.csv"]
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    shutil.copy(paths["audio_dir"] / "vid_c.zip", broken)
+    (broken / "vid_a.zip").write_bytes(b"truncated")  # fails on the second clip, after vid_c was converted
+    assert main([*args[:-3], f"--path=audio_dir={broken}", *args[-2:], "--skip-missing"]) == 2
+    assert "vid_a.zip: not a readable zip file" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["broken", "meta.csv"]
+    assert main([*args, "--skip-missing"]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {tmp_path / 'out'}: 2 clips" in out
+    assert "skipped 1 listed clips without a feature file: vid_zz (all in hdcid_shards.json, source.skipped_missing)" in out
+
+
+# ============================================================================================ the whole public files
+REAL_FILES = os.environ.get("HF_HDCID_REAL_FILES")  # a folder with the public files named in fixtures/README.md
+
+
+@pytest.mark.skipif(not REAL_FILES, reason="set HF_HDCID_REAL_FILES to a folder with the public AVE / AVVP files")
+def test_the_whole_public_label_files_read_as_published():
+    from hf_hdcid.data.layouts_labels import ave_clip_ids, avvp_labels, read_ave_annotations, read_categories
+
+    real = Path(REAL_FILES)
+    rows, names = read_ave_annotations(real / "Annotations.txt")
+    assert len(rows) == 4143 and len(names) == 28
+    assert [(r.line, r.video_id) for r in rows if r.empty_window] == [(27, "VWi2ENBuTbw")]
+    ids = ave_clip_ids(rows)
+    assert len(set(ids)) == 4143 and ids[26] == "VWi2ENBuTbw" and sum("@" in i for i in ids) == 91
+    with h5py.File(real / "train_order.h5", "r") as file:
+        assert EMPTY_WINDOW_ROW in set(file["order"][()].tolist())
+    categories = set(read_categories(AVVP_CATEGORIES))
+    for name, videos in (("AVVP_eval_audio.csv", 1848), ("AVVP_eval_visual.csv", 1665)):
+        assert event_names(real / name) == categories
+        assert len(avvp_labels(real / name, AVVP_CATEGORIES)) == videos
+    with pytest.raises(ValueError, match="no 'onset' / 'offset' columns"):
+        avvp_labels(real / "AVVP_train.csv", AVVP_CATEGORIES)
