@@ -509,7 +509,8 @@ def test_ave_annotated_category_must_match_the_label_file(tmp_path):
     labels[30, :, 2] = 1  # row 30 (line 31, Church bell 0-10) labelled Bark in labels.h5
     root = write_ave_root(tmp_path, labels, [29, 30])
     with pytest.raises(ValueError, match=r"Annotations_excerpt\.txt, line 31: column 'Category': expected 'Bark' "
-                                         r"\(class 2, the label of .*labels\.h5 row 30\), got 'Church bell' \(class 0\)"):
+                                         r"\(class 2, the label of .*labels\.h5 row 30\), "
+                                         r"got 'Church bell' \(class 0\)"):
         convert_features("ave", tmp_path / "out", AVE10, progress=False, root=root, annotations=ANNOTATIONS)
 
 
@@ -580,7 +581,8 @@ def test_avvp_per_event_and_combined_forms_give_identical_labels(per_event, tmp_
     per_event_labels = avvp_labels(per_event, AVVP_CATEGORIES)
     combined_labels = avvp_labels(combined, AVVP_CATEGORIES)
     assert list(per_event_labels) == list(combined_labels)  # the same videos in the same order
-    assert len(combined.read_text().splitlines()) - 1 == len(per_event_labels) < len(per_event.read_text().splitlines()) - 1
+    videos, events = len(combined.read_text().splitlines()) - 1, len(per_event.read_text().splitlines()) - 1
+    assert videos == len(per_event_labels) < events  # some videos have several events
     for name in per_event_labels:
         assert np.array_equal(per_event_labels[name], combined_labels[name]), name
 
@@ -781,7 +783,8 @@ def test_convert_features_cli_skip_missing_and_failures_leave_nothing(vggsound, 
     assert main([*args, "--skip-missing"]) == 0
     out = capsys.readouterr().out
     assert f"wrote {tmp_path / 'out'}: 2 clips" in out
-    assert "skipped 1 listed clips without a feature file: vid_zz (all in hdcid_shards.json, source.skipped_missing)" in out
+    assert ("skipped 1 listed clips without a feature file: vid_zz (all in hdcid_shards.json, "
+            "source.skipped_missing)") in out
 
 
 # ============================================================================================ the whole public files
