@@ -809,3 +809,21 @@ def test_the_whole_public_label_files_read_as_published():
         assert len(avvp_labels(real / name, AVVP_CATEGORIES)) == videos
     with pytest.raises(ValueError, match="no 'onset' / 'offset' columns"):
         avvp_labels(real / "AVVP_train.csv", AVVP_CATEGORIES)
+
+
+def test_skip_missing_with_no_feature_file_at_all_is_still_an_error(vggsound, tmp_path):
+    root, paths, _ = vggsound
+    listing = write_csv(tmp_path / "81k.csv", ["id"], [("vid_yy.mp4",), ("vid_zz.mp4",)])
+    with pytest.raises(ValueError, match=r"2 of 2 listed clips have no feature file .*: none is left to convert"):
+        convert_features("vggsound81k", tmp_path / "out", AV, progress=False, skip_missing=True, csv_path=listing,
+                         audio_dir=paths["audio_dir"], video_dir=paths["video_dir"])
+    assert sorted(os.listdir(tmp_path)) == ["81k.csv"]
+
+
+def test_an_annotation_header_line_is_skipped(tmp_path):
+    from hf_hdcid.data.layouts_labels import read_ave_annotations
+
+    lines = ANNOTATIONS.read_text().splitlines()
+    path = write_lines(tmp_path / "Annotations.txt", ["Category&VideoID&Quality&StartTime&EndTime", *lines])
+    rows, names = read_ave_annotations(path)
+    assert len(rows) == 69 and rows[26].line == 28 and names == read_ave_annotations(ANNOTATIONS)[1]
