@@ -330,3 +330,23 @@ def test_map_style_sharding_and_rank_checks(written):
     assert shard_for_process(data, 0, 1) is data
     with pytest.raises(ValueError, match=r"rank: expected an int in \[0, 2\), got 2"):
         shard_for_process(data, 2, 2)
+
+
+def test_source_is_stored_verbatim_in_the_manifest_and_ignored_by_readers(tmp_path):
+    import json
+
+    source = {"layout": "avvp", "paths": {"csv_path": "/x/a.csv"}, "skipped_missing": ["a", "b"], "n": 1.5}
+    out = write_shards(make_records(3), tmp_path / "out", CONFIG, source=source)
+    assert json.loads((out / MANIFEST_NAME).read_text())["source"] == source
+    assert len(load_shards(out, CONFIG).dataset) == 3
+    plain = write_shards(make_records(3), tmp_path / "plain", CONFIG)
+    assert "source" not in json.loads((plain / MANIFEST_NAME).read_text())
+
+
+@pytest.mark.parametrize("source, message", [({"path": object()}, "JSON-serialisable"),
+                                             ({"nan": float("nan")}, "JSON-serialisable"),
+                                             ({"ids": ("a", "b")}, "verbatim"), (["a"], "expected None or a dict")])
+def test_a_source_json_cannot_store_verbatim_is_refused_before_writing(tmp_path, source, message):
+    with pytest.raises(ValueError, match=f"source: .*{message}"):
+        write_shards(make_records(2), tmp_path / "out", CONFIG, source=source)
+    assert os.listdir(tmp_path) == []

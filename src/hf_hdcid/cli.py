@@ -104,8 +104,16 @@ def _convert_features(args: argparse.Namespace) -> int:
         overrides["num_frames"] = args.num_frames
     config = getattr(HDCIDConfig, args.preset)(**overrides)
     out = convert_features(args.layout, args.out, config, num_shards=args.num_shards, overwrite=args.overwrite,
-                           **paths)
-    print(f"wrote {out}")
+                           skip_missing=args.skip_missing, **paths)
+    from .data.shards import MANIFEST_NAME, read_manifest
+
+    manifest = read_manifest(out)
+    print(f"wrote {out}: {manifest['num_rows']} clips")
+    skipped = manifest["source"]["skipped_missing"]
+    if skipped:
+        shown = ", ".join(skipped[:20]) + (f", ... ({len(skipped) - 20} more)" if len(skipped) > 20 else "")
+        print(f"skipped {len(skipped)} listed clips without a feature file: {shown} "
+              f"(all in {MANIFEST_NAME}, source.skipped_missing)")
     return 0
 
 
@@ -238,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--num-frames", type=int, default=None, help="T (default: the preset's, 10 for hdcid)")
     conv.add_argument("--num-shards", type=int, default=None)
     conv.add_argument("--overwrite", action="store_true")
+    conv.add_argument("--skip-missing", action="store_true", help="convert the listed clips that have feature "
+                      "files and record the others in the manifest (default: refuse, naming them)")
     conv.set_defaults(func=_convert_features)
     card = sub.add_parser("card", help="(re)write the model card README.md of a saved model folder")
     card.add_argument("model_dir", help="a save_pretrained folder (config.json + *.safetensors)")

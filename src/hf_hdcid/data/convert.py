@@ -1,42 +1,62 @@
 """Convert the original feature layouts (VGGSound-AVEL, AVE, AVVP, AVE->AVVP, UCF101<->VGGSound) to shards.
 
 The authors' code reads pre-extracted VGGish audio / VGG19 video features from four layouts
-(reference §1.3, §1.4); each has a record generator here that yields the dicts
+(reference §1.3, §1.4); each has a record function here that yields the dicts
 :func:`~hf_hdcid.data.shards.write_shards` takes, and :func:`convert_features` is the single entry
-point that picks the generator, the shard schema and writes the folder:
+point that picks the function, the shard schema and writes the folder:
 
 ==================  ======================================================  ==========================
-layout              source                                                  generator
+layout              source                                                  records
 ==================  ======================================================  ==========================
 ``"vggsound"``      csv (category, video_id, split) + one zip per clip      :func:`vggsound_records`
-``"ave"``           h5 files (features, labels, ``{split}_order.h5``)       :func:`ave_records`
+``"vggsound81k"``   csv (id = ``<video_id>.mp4``) + one zip per clip        :func:`vggsound81k_records`
+``"ave"``           h5 files (features, labels, ``{split}_order.h5``),      :func:`ave_records`
+                    optional ``Annotations.txt`` (YouTube ids, checks)
 ``"avvp"``          tab csv (filename, onset, offset, event_labels) + zips  :func:`avvp_records`
 ``"ucf_vggsound"``  csv (video_id, category) + one zip per clip             :func:`ucf_vggsound_records`
 ==================  ======================================================  ==========================
 
 AVE->AVVP is ``"ave"`` with ``labels_path`` / ``order_path`` pointing at ``ave_avvp_labels.h5`` /
-``ave_avvp_order.h5`` (training side) and ``"avvp"`` with the 12-category list (test side).
+``ave_avvp_order.h5`` (training side) and ``"avvp"`` with the 12-category list (test side). The label
+files themselves (category lists, ``Annotations.txt``, AVVP csvs, the original's label rules) are read
+by :mod:`hf_hdcid.data.layouts_labels`.
 
-A feature zip holds exactly one pickled numpy array. :func:`load_pickled_array` unpickles it with a
-restricted unpickler that can only rebuild plain numpy arrays: a pickle can run arbitrary code, and
-these zips come from a third-party download.
+The per-clip-zip layouts list every clip first (:class:`ClipRecords`) and check that its feature
+files exist before anything is converted: the missing ones are one ValueError (how many, the first
+few clip ids and paths), or with ``skip_missing=True`` are left out and named in the manifest.
+
+A feature zip holds one pickled numpy array, the ``*.pkl`` member the original reads (other members,
+such as a readme, are ignored). :func:`load_pickled_array` unpickles it with a restricted unpickler
+that can only rebuild plain numpy arrays: a pickle can run arbitrary code, and these zips come from a
+third-party download.
 """
 
 from __future__ import annotations
 
 import copy
-import csv
 import io
 import os
 import pickle
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..modeling import HDCIDConfig
+from ..modeling.modeling_hdcid import expected_shape
+from .layouts_labels import (
+    ave_clip_ids,
+    ave_clip_label,
+    avvp_labels,
+    class_of,
+    read_ave_annotations,
+    read_categories,
+    read_rows,
+)
 from .shards import SEGMENT_LABEL_COLUMNS, write_shards
 
 try:
@@ -46,6 +66,7 @@ except ImportError:  # pragma: no cover - huggingface_hub is a dependency of tra
 
 LAYOUTS = ("vggsound", "vggsound81k", "ave", "avvp", "ucf_vggsound")
 ORIGINAL_NUM_FRAMES = 10  # one-second segments per clip in every original layout
+MISSING_NAMED = 3  # clips named in the "no feature file" error
 
 
 # ============================================================================================ pickles
@@ -85,24 +106,32 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
                              "arrays are allowed in a feature zip") from None
 
 
-def load_pickled_array(zip_path: str | os.PathLike) -> np.ndarray:
-    """The numpy array pickled in ``zip_path``, a zip with exactly one member (the original ``*.pkl``).
+def _is_pickle_member(name: str) -> bool:
+    """A ``*.pkl`` member, not macOS metadata (``__MACOSX/``, ``._name.pkl``: AppleDouble, not pickles)."""
+    return name.endswith(".pkl") and not name.startswith("__MACOSX/") and not Path(name).name.startswith("._")
 
-    Only plain numpy arrays can be rebuilt: any other global in the pickle (a class, a function such
-    as ``os.system``) raises ValueError naming the zip and the global, before anything is called. The
-    result must be an ``np.ndarray`` of a float or integer dtype.
+
+def load_pickled_array(zip_path: str | os.PathLike) -> np.ndarray:
+    """The numpy array pickled in the ``*.pkl`` member of ``zip_path``, the member the original reads.
+
+    Members that are not pickles (a ``readme.txt``, macOS ``__MACOSX/`` metadata) are ignored. A zip
+    with no ``*.pkl`` member, or with more than one (the original would silently take the last), is a
+    ValueError naming the zip and its members. Only plain numpy arrays can be rebuilt: any other global
+    in the pickle (a class, a function such as ``os.system``) raises ValueError naming the zip and the
+    global, before anything is called. The result must be an ``np.ndarray`` of a float or integer dtype.
     """
     zip_path = Path(zip_path)
     try:
         with zipfile.ZipFile(zip_path) as archive:
-            members = [info for info in archive.infolist() if not info.is_dir()]
-            if len(members) != 1:
-                raise ValueError(f"{zip_path}: expected exactly one pickled member, got "
-                                 f"{[m.filename for m in members]}")
-            payload = archive.read(members[0])
+            names = [info.filename for info in archive.infolist() if not info.is_dir()]
+            pickles = [name for name in names if _is_pickle_member(name)]
+            if len(pickles) != 1:
+                raise ValueError(f"{zip_path}: expected exactly one pickled member (*.pkl), got {len(pickles)} "
+                                 f"(members: {names})")
+            payload = archive.read(pickles[0])
     except zipfile.BadZipFile as error:
-        raise ValueError(f"{zip_path}: not a zip file: {error}") from None
-    source = f"{zip_path} (member {members[0].filename!r})"
+        raise ValueError(f"{zip_path}: not a readable zip file: {error}") from None
+    source = f"{zip_path} (member {pickles[0]!r})"
     try:
         array = _NumpyOnlyUnpickler(io.BytesIO(payload), source).load()
     except ValueError:
@@ -133,42 +162,79 @@ def pad_or_truncate(array: np.ndarray, num_frames: int) -> np.ndarray:
     return np.concatenate([array, repeats], axis=0)
 
 
-# ============================================================================================ helpers
-def read_categories(path: str | os.PathLike) -> dict[str, int]:
-    """Category name -> class id, the id being the (0-based) line of the name in ``path``."""
-    names = [line.strip() for line in Path(path).read_text().splitlines()]
-    while names and not names[-1]:  # a trailing newline is not a category
-        names.pop()
-    classes: dict[str, int] = {}
-    for index, name in enumerate(names):
-        if not name:
-            raise ValueError(f"{path}: line {index + 1} is empty: expected one category name per line")
-        if name in classes:
-            raise ValueError(f"{path}: category {name!r} appears on lines {classes[name] + 1} and {index + 1}")
-        classes[name] = index
-    if not classes:
-        raise ValueError(f"{path}: no categories")
-    return classes
+# ============================================================================================ listed clips
+@dataclass
+class Clip:
+    """One listed clip: its record without features (clip_id, split, label, ...) and its feature zips."""
+
+    record: dict
+    files: dict[str, Path] = field(default_factory=dict)  # modality -> zip
 
 
-def _read_rows(path: str | os.PathLike, columns: Iterable[str], delimiter: str = ",") -> Iterator[tuple[int, dict]]:
-    """(line number, row dict) of a csv with a header holding at least ``columns``."""
-    with open(path, newline="") as file:
-        reader = csv.DictReader(file, delimiter=delimiter)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}: expected {list(columns)}, "
-                             f"got header {reader.fieldnames}")
-        for row in reader:
-            yield reader.line_num, {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
+class ClipRecords:
+    """The records of a per-clip-zip layout: every clip is listed up front, its features load while iterating.
 
+    listing: the file(s) the clips come from (named in errors). pad: the modalities padded / truncated
+    to ``num_frames`` as the original does (audio; UCF101 video too); the others are kept as stored.
+    :meth:`check` (run before the first record) finds the clips whose feature files are missing: one
+    ValueError counting them and naming the first few, or with ``skip_missing=True`` their clip ids (in
+    order) in :attr:`skipped`. :meth:`restrict` keeps only the modalities to store (the other zips are
+    neither required nor read) and the per-clip shapes to expect (a zip holding another shape is named).
+    """
 
-def _class_of(classes: dict[str, int], category: str, where: str) -> int:
-    try:
-        return classes[category]
-    except KeyError:
-        raise ValueError(f"{where}: unknown category {category!r} (not in the category list of "
-                         f"{len(classes)} names)") from None
+    def __init__(self, listing: str, clips: list[Clip], *, num_frames: int, pad=("audio",),
+                 skip_missing: bool = False):
+        self.listing, self.clips, self.num_frames = listing, clips, num_frames
+        self.pad, self.skip_missing = set(pad), bool(skip_missing)
+        self.shapes: dict[str, tuple] = {}
+        self.skipped: list[str] | None = None  # set by check()
+
+    def restrict(self, modalities, shapes: Mapping[str, tuple] | None = None) -> ClipRecords:
+        """Read only the zips of ``modalities``; expect ``shapes[modality]`` per clip (after padding)."""
+        for clip in self.clips:
+            clip.files = {m: path for m, path in clip.files.items() if m in modalities}
+        self.shapes = dict(shapes or {})
+        return self
+
+    def check(self) -> list[str]:
+        """Clip ids without a feature file (skipped with ``skip_missing``; else one ValueError)."""
+        if self.skipped is not None:
+            return self.skipped
+        missing = []
+        for clip in self.clips:
+            absent = [path for path in clip.files.values() if not path.is_file()]
+            if absent:
+                missing.append((clip.record["clip_id"], absent[0]))
+        if missing and (not self.skip_missing or len(missing) == len(self.clips)):
+            named = ", ".join(f"{clip_id} -> {path}" for clip_id, path in missing[:MISSING_NAMED])
+            more = ", ..." if len(missing) > MISSING_NAMED else ""
+            advice = ("none is left to convert" if len(missing) == len(self.clips)
+                      else "pass --skip-missing (skip_missing=True) to convert the rest")
+            raise ValueError(f"{self.listing}: {len(missing)} of {len(self.clips)} listed clips have no feature "
+                             f"file (first: {named}{more}): {advice}")
+        gone = {clip_id for clip_id, _ in missing}
+        self.clips = [clip for clip in self.clips if clip.record["clip_id"] not in gone]
+        self.skipped = [clip_id for clip_id, _ in missing]
+        return self.skipped
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __iter__(self) -> Iterator[dict]:
+        self.check()
+        for clip in self.clips:
+            record = dict(clip.record)
+            for modality, path in clip.files.items():
+                array = load_pickled_array(path)
+                if modality in self.pad:
+                    array = pad_or_truncate(array, self.num_frames)
+                shape = self.shapes.get(modality)
+                if shape is not None and tuple(array.shape) != tuple(shape):
+                    padded = f" after padding to T={self.num_frames}" if modality in self.pad else ""
+                    raise ValueError(f"{path}: clip {record['clip_id']!r} ({self.listing}): column {modality!r}: "
+                                     f"expected shape {list(shape)}{padded}, got {list(array.shape)}")
+                record[modality] = array
+            yield record
 
 
 def _zip(directory: str | os.PathLike, name: str) -> Path:
@@ -177,7 +243,7 @@ def _zip(directory: str | os.PathLike, name: str) -> Path:
 
 # ============================================================================================ VGGSound-AVEL
 def vggsound_records(csv_path, audio_dir, video_dir, categories_path, prompts_csv=None, splits=None, *,
-                     num_frames: int = ORIGINAL_NUM_FRAMES) -> Iterator[dict]:
+                     num_frames: int = ORIGINAL_NUM_FRAMES, skip_missing: bool = False) -> ClipRecords:
     """Records of the VGGSound-AVEL pretraining set (reference §1.3).
 
     csv_path: ``vggsound-avel40k.csv``, columns ``category``, ``video_id``, ``split``.
@@ -194,36 +260,38 @@ def vggsound_records(csv_path, audio_dir, video_dir, categories_path, prompts_cs
     classes = read_categories(categories_path)
     prompts = None
     if prompts_csv is not None:
-        prompts = {}
-        for line, row in _read_rows(prompts_csv, ("label", "prompt")):
-            prompts[row["label"]] = row["prompt"]
+        prompts = {row["label"]: row["prompt"] for _, row in read_rows(prompts_csv, ("label", "prompt"))}
     wanted = None if splits is None else ({splits} if isinstance(splits, str) else set(splits))
-    for line, row in _read_rows(csv_path, ("category", "video_id", "split")):
+    clips = []
+    for line, row in read_rows(csv_path, ("category", "video_id", "split")):
         if wanted is not None and row["split"] not in wanted:
             continue
         where = f"{csv_path}, line {line}"
         record = {"clip_id": row["video_id"], "split": row["split"],
-                  "label": _class_of(classes, row["category"], where),
-                  "audio": pad_or_truncate(load_pickled_array(_zip(audio_dir, row["video_id"])), num_frames),
-                  "video": load_pickled_array(_zip(video_dir, row["video_id"]))}
+                  "label": class_of(classes, row["category"], where)}
         if prompts is not None:
             if row["category"] not in prompts:
-                raise ValueError(f"{prompts_csv}: no prompt for category {row['category']!r} ({where})")
+                raise ValueError(f"{prompts_csv}: column 'label': no prompt for category {row['category']!r} "
+                                 f"(expected one row per category; needed by {where})")
             record["prompt"] = prompts[row["category"]]
-        yield record
+        clips.append(Clip(record, {"audio": _zip(audio_dir, row["video_id"]),
+                                   "video": _zip(video_dir, row["video_id"])}))
+    return ClipRecords(str(csv_path), clips, num_frames=num_frames, skip_missing=skip_missing)
 
 
-def vggsound81k_records(csv_path, audio_dir, video_dir, *, num_frames: int = ORIGINAL_NUM_FRAMES) -> Iterator[dict]:
+def vggsound81k_records(csv_path, audio_dir, video_dir, *, num_frames: int = ORIGINAL_NUM_FRAMES,
+                        skip_missing: bool = False) -> ClipRecords:
     """Records of the 81K (and 179K) VGGSound audio-visual sets (reference §1.3): csv with a column
     ``id`` = ``<video_id>.mp4``, the same per-clip zips as :func:`vggsound_records`; no category, no
     prompt (audio-visual pretraining only): ``label`` -1, ``split`` ``"train"``."""
-    for line, row in _read_rows(csv_path, ("id",)):
+    clips = []
+    for line, row in read_rows(csv_path, ("id",)):
         video_id = row["id"][:-4] if row["id"].endswith(".mp4") else row["id"]
         if not video_id:
-            raise ValueError(f"{csv_path}, line {line}: empty id")
-        yield {"clip_id": video_id, "split": "train", "label": -1,
-               "audio": pad_or_truncate(load_pickled_array(_zip(audio_dir, video_id)), num_frames),
-               "video": load_pickled_array(_zip(video_dir, video_id))}
+            raise ValueError(f"{csv_path}, line {line}: column 'id': expected '<video_id>.mp4', got {row['id']!r}")
+        clips.append(Clip({"clip_id": video_id, "split": "train", "label": -1},
+                          {"audio": _zip(audio_dir, video_id), "video": _zip(video_dir, video_id)}))
+    return ClipRecords(str(csv_path), clips, num_frames=num_frames, skip_missing=skip_missing)
 
 
 # ============================================================================================ AVE
@@ -240,55 +308,93 @@ def _read_h5(path: Path, key: str):
     return file, file[key]
 
 
-def _clip_class(labels: np.ndarray) -> int:
-    """Most frequent non-background class of a [T, C+1] label (ties: the smallest id; none: -1)."""
-    counts = labels[:, :-1].sum(axis=0)
-    return int(np.argmax(counts)) if counts.max() > 0 else -1
-
-
-def ave_records(root, split: str = "train", *, labels_path=None, order_path=None) -> Iterator[dict]:
+def ave_records(root, split: str = "train", *, labels_path=None, order_path=None,
+                annotations=None) -> Iterator[dict]:
     """Records of the AVE h5 layout (reference §1.4): ``root`` holds ``visual_feature.h5``,
     ``audio_feature.h5``, ``labels.h5`` (key ``avadataset``) and ``{split}_order.h5`` (key ``order``,
     row indices into the other three).
 
     Per-segment labels ``[T, 29]`` (one-hot, last column = background) go to both ``audio_labels`` and
     ``video_labels``: AVE events are audio-visual and the original uses the same label for either
-    modality. ``label`` = the most frequent non-background class over the segments (ties: the
-    smallest id; a clip without any event: -1). For AVE's one-event videos this equals the original's
-    "max over time of the per-segment argmax over the 28 foreground columns".
+    modality. ``label`` = :func:`~hf_hdcid.data.layouts_labels.ave_clip_label`, the original's rule
+    (max over time of the per-segment foreground argmax; a clip without any event gets 0).
+
+    annotations: AVE-ECCV18's ``Annotations.txt`` (one line per h5 row; see
+    :func:`~hf_hdcid.data.layouts_labels.read_ave_annotations`). With it, ``clip_id`` is the row's
+    YouTube id (``<id>@<row>`` for the 45 ids several rows share), the line count must equal the
+    feature files' row count, and every converted clip with a non-empty window must have the annotated
+    category as its ``label`` (class ids in order of first appearance), else a ValueError naming the
+    line. A clip with an empty window (StartTime = EndTime) gets its annotated category: the original
+    gives 0 there, and on the real file these agree (line 27, ``Church bell&VWi2ENBuTbw&good&0&0``,
+    row 26 of ``train_order.h5``: Church bell = 0). Without it, ``clip_id`` is ``ave-<row>``.
 
     AVE->AVVP training side: ``labels_path`` / ``order_path`` replace ``labels.h5`` / ``{split}_order.h5``
     (``ave_avvp_labels.h5``, ``ave_avvp_order.h5``, same keys, 13 columns); the order indices are taken
-    to index the feature files and the label file alike, as in AVE_dataset.py. ``clip_id`` is
-    ``ave-<row index>`` (the h5 files carry no video ids). Features are taken as stored (T = 10 in AVE).
+    to index the feature files and the label file alike, as in AVE_dataset.py (``annotations``, which
+    describe the 28 AVE classes, are refused with a label file of fewer foreground columns). Features
+    are taken as stored (T = 10 in AVE). Everything but the features is read and checked when this is
+    called; the features are read while iterating.
     """
     root = Path(root)
     labels_path = Path(labels_path) if labels_path is not None else root / "labels.h5"
     order_path = Path(order_path) if order_path is not None else root / f"{split}_order.h5"
-    opened = []
-    try:
-        for path, key in ((root / "visual_feature.h5", "avadataset"), (root / "audio_feature.h5", "avadataset"),
-                          (labels_path, "avadataset"), (order_path, "order")):
-            opened.append((path, *_read_h5(path, key)))
-        (vpath, _, visual), (apath, _, audio), (lpath, _, labels), (opath, _, order) = opened
+    vpath, apath = root / "visual_feature.h5", root / "audio_feature.h5"
+    with ExitStack() as stack:
+        data = []
+        for path, key in ((vpath, "avadataset"), (apath, "avadataset"), (labels_path, "avadataset"),
+                          (order_path, "order")):
+            file, dataset = _read_h5(path, key)
+            stack.callback(file.close)
+            data.append(dataset)
+        visual, audio, labels, order = data
         if labels.ndim != 3 or labels.shape[-1] < 2:
-            raise ValueError(f"{lpath}: expected labels [N, T, classes + 1], got shape {list(labels.shape)}")
+            raise ValueError(f"{labels_path}: expected labels [N, T, classes + 1], got shape {list(labels.shape)}")
         rows = np.asarray(order[()]).reshape(-1)
         if rows.dtype.kind == "f" and not np.all(rows == np.round(rows)):
-            raise ValueError(f"{opath}: expected integer row indices, got {rows[:5].tolist()}")
+            raise ValueError(f"{order_path}: expected integer row indices, got {rows[:5].tolist()}")
         rows = rows.astype(np.int64)
-        for path, data in ((vpath, visual), (apath, audio), (lpath, labels)):
-            if rows.size and (rows.min() < 0 or rows.max() >= data.shape[0]):
-                raise ValueError(f"{opath}: row index out of range for {path} with {data.shape[0]} rows "
+        for path, dataset in ((vpath, visual), (apath, audio), (labels_path, labels)):
+            if rows.size and (rows.min() < 0 or rows.max() >= dataset.shape[0]):
+                raise ValueError(f"{order_path}: row index out of range for {path} with {dataset.shape[0]} rows "
                                  f"(indices {int(rows.min())}..{int(rows.max())})")
-        for row in rows.tolist():
-            label = (np.asarray(labels[row]) > 0).astype(np.int8)  # [T, C+1]
-            yield {"clip_id": f"ave-{row}", "split": split, "label": _clip_class(label),
+        num_rows = visual.shape[0]
+        segment_labels = (np.asarray(labels[()]) > 0).astype(np.int8)  # [N, T, C+1], small (1.2 MB for AVE)
+    rows = rows.tolist()
+    classes = [ave_clip_label(segment_labels[row]) for row in rows]
+    clip_ids = [f"ave-{row}" for row in rows]
+    if annotations is not None:
+        notes, names = read_ave_annotations(annotations)
+        if len(notes) != num_rows:
+            raise ValueError(f"{annotations}: expected one annotation line per row of {vpath} ({num_rows} rows), "
+                             f"got {len(notes)} lines")
+        foreground = segment_labels.shape[-1] - 1
+        if len(names) > foreground:
+            raise ValueError(f"{annotations}: expected at most {foreground} categories (the foreground columns of "
+                             f"{labels_path}), got {len(names)}: the annotations describe labels.h5 (AVE)")
+        for i, row in enumerate(rows):
+            note = notes[row]
+            if note.empty_window:
+                classes[i] = note.class_id
+            elif classes[i] != note.class_id:
+                expected = repr(names[classes[i]]) if classes[i] < len(names) else "a category not in the file"
+                raise ValueError(f"{annotations}, line {note.line}: column 'Category': expected {expected} "
+                                 f"(class {classes[i]}, the label of {labels_path} row {row}), got "
+                                 f"{note.category!r} (class {note.class_id})")
+        ids = ave_clip_ids(notes)
+        clip_ids = [ids[row] for row in rows]
+    return _ave_features(vpath, apath, rows, segment_labels, classes, clip_ids, split)
+
+
+def _ave_features(vpath, apath, rows, segment_labels, classes, clip_ids, split) -> Iterator[dict]:
+    """The AVE records, reading one row of each feature file per clip."""
+    with ExitStack() as stack:
+        (vfile, visual), (afile, audio) = _read_h5(vpath, "avadataset"), _read_h5(apath, "avadataset")
+        stack.callback(vfile.close)
+        stack.callback(afile.close)
+        for row, label, clip_id in zip(rows, classes, clip_ids):
+            yield {"clip_id": clip_id, "split": split, "label": label,
                    "audio": np.asarray(audio[row]), "video": np.asarray(visual[row]),
-                   "audio_labels": label, "video_labels": label}
-    finally:
-        for _, file, _ in opened:
-            file.close()
+                   "audio_labels": segment_labels[row], "video_labels": segment_labels[row]}
 
 
 def _ave_label_width(root, labels_path=None) -> int:
@@ -299,49 +405,6 @@ def _ave_label_width(root, labels_path=None) -> int:
 
 
 # ============================================================================================ AVVP
-def _list(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",")] if value else []
-
-
-def _segment(value: str, where: str, column: str) -> int:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"{where}: column {column!r}: expected a number of seconds, got {value!r}") from None
-    if number < 0 or number != int(number):
-        raise ValueError(f"{where}: column {column!r}: expected a non-negative whole second, got {value!r}")
-    return int(number)
-
-
-def avvp_labels(csv_path, categories_path, *, num_frames: int = ORIGINAL_NUM_FRAMES) -> dict[str, np.ndarray]:
-    """filename -> per-segment labels ``[T, C+1]`` (int8, last column = background) of an AVVP tab csv.
-
-    As AVVP_dataset.py: background = 1 on every segment; for each event i, segments
-    ``[onset_i, offset_i)`` of its class are set with logical OR and background is cleared there.
-    """
-    classes = read_categories(categories_path)
-    background = len(classes)
-    out: dict[str, np.ndarray] = {}
-    for line, row in _read_rows(csv_path, ("filename", "onset", "offset", "event_labels"), delimiter="\t"):
-        where = f"{csv_path}, line {line}"
-        onsets, offsets, events = _list(row["onset"]), _list(row["offset"]), _list(row["event_labels"])
-        if not len(onsets) == len(offsets) == len(events):
-            raise ValueError(f"{where}: expected parallel lists, got {len(onsets)} onsets, {len(offsets)} offsets "
-                             f"and {len(events)} event labels")
-        if row["filename"] in out:
-            raise ValueError(f"{where}: filename {row['filename']!r} appears twice (expected one combined row per video)")
-        label = np.zeros((num_frames, background + 1), dtype=bool)
-        label[:, background] = True
-        for onset, offset, event in zip(onsets, offsets, events):
-            mask = np.zeros(num_frames, dtype=bool)
-            mask[_segment(onset, where, "onset"):_segment(offset, where, "offset")] = True
-            column = _class_of(classes, event, where)
-            label[:, column] |= mask
-            label[:, background] &= ~mask
-        out[row["filename"]] = label.astype(np.int8)
-    return out
-
-
 def _label_modality(csv_path) -> str:
     name = Path(csv_path).name.lower()
     found = {m for m, words in (("audio", ("audio",)), ("video", ("visual", "video"))) if any(w in name for w in words)}
@@ -352,15 +415,18 @@ def _label_modality(csv_path) -> str:
 
 
 def avvp_records(csv_path, audio_dir, video_dir, categories_path, split: str = "test", *,
-                 label_modality: str | None = None, num_frames: int = ORIGINAL_NUM_FRAMES) -> Iterator[dict]:
+                 label_modality: str | None = None, num_frames: int = ORIGINAL_NUM_FRAMES,
+                 skip_missing: bool = False) -> ClipRecords:
     """Records of the AVVP layout (reference §1.4; also the AVE->AVVP test side with its 12 categories).
 
-    csv_path: ``AVVP_eval_{audio,visual}_checked_combined.csv``, tab-separated, columns ``filename``,
-        ``onset``, ``offset``, ``event_labels`` (comma-separated parallel lists), one row per video. The
-        labels are those of ONE modality: ``label_modality`` (``"audio"`` / ``"video"``; None: read from
-        the file name) and only that modality's label column is filled; the other stays all -1 (not
-        annotated). A mapping ``{"audio": csv, "video": csv}`` fills both from the two files (videos in
-        order of first appearance; a video missing from one file gets -1 there).
+    csv_path: the published ``AVVP_eval_{audio,visual}.csv`` (tab-separated, columns ``filename``,
+        ``onset``, ``offset``, ``event_labels``, one row per event) or the authors' combined
+        ``*_checked_combined.csv`` (one row per video, comma-joined parallel lists); see
+        :func:`~hf_hdcid.data.layouts_labels.avvp_labels`. The labels are those of ONE modality:
+        ``label_modality`` (``"audio"`` / ``"video"``; None: read from the file name) and only that
+        modality's label column is filled; the other stays all -1 (not annotated). A mapping
+        ``{"audio": csv, "video": csv}`` fills both from the two files (videos in order of first
+        appearance; a video missing from one file gets -1 there).
     audio_dir / video_dir: folders of ``<filename[:11]>.zip``.
     categories_path: ``AVVP_Categories.txt`` (25) or ``AVE_AVVP_Categories.txt`` (12); the label width
         is the number of categories + 1 (background, last column).
@@ -379,20 +445,20 @@ def avvp_records(csv_path, audio_dir, video_dir, categories_path, split: str = "
             raise ValueError(f"label_modality: expected 'audio' or 'video', got {modality!r}")
         sources = {modality: csv_path}
     labels = {m: avvp_labels(path, categories_path, num_frames=num_frames) for m, path in sources.items()}
-    filenames = list(dict.fromkeys(name for per_file in labels.values() for name in per_file))
-    for filename in filenames:
-        record = {"clip_id": filename, "split": split, "label": -1,
-                  "audio": pad_or_truncate(load_pickled_array(_zip(audio_dir, filename[:11])), num_frames),
-                  "video": load_pickled_array(_zip(video_dir, filename[:11]))}
+    clips = []
+    for filename in dict.fromkeys(name for per_file in labels.values() for name in per_file):
+        record = {"clip_id": filename, "split": split, "label": -1}
         for modality, per_file in labels.items():
             if filename in per_file:
                 record[SEGMENT_LABEL_COLUMNS[modality]] = per_file[filename]
-        yield record
+        clips.append(Clip(record, {"audio": _zip(audio_dir, filename[:11]), "video": _zip(video_dir, filename[:11])}))
+    listing = " + ".join(str(path) for path in sources.values())
+    return ClipRecords(listing, clips, num_frames=num_frames, skip_missing=skip_missing)
 
 
 # ============================================================================================ UCF101 <-> VGGSound
 def ucf_vggsound_records(csv_path, feature_dir, categories_path, modality: str, split: str = "train", *,
-                         num_frames: int = ORIGINAL_NUM_FRAMES) -> Iterator[dict]:
+                         num_frames: int = ORIGINAL_NUM_FRAMES, skip_missing: bool = False) -> ClipRecords:
     """Records of one side of UCF101<->VGGSound (reference §1.4): ``ucf2vggsound.csv`` with UCF101 video
     (``modality="video"``) or ``vggsound2ucf.csv`` with VGGSound audio (``modality="audio"``).
 
@@ -407,13 +473,14 @@ def ucf_vggsound_records(csv_path, feature_dir, categories_path, modality: str, 
     if modality not in SEGMENT_LABEL_COLUMNS:
         raise ValueError(f"modality: expected 'audio' or 'video', got {modality!r}")
     classes = read_categories(categories_path)
-    for line, row in _read_rows(csv_path, ("video_id", "category")):
-        label = _class_of(classes, row["category"], f"{csv_path}, line {line}")
+    clips = []
+    for line, row in read_rows(csv_path, ("video_id", "category")):
+        label = class_of(classes, row["category"], f"{csv_path}, line {line}")
         segments = np.zeros((num_frames, len(classes) + 1), dtype=np.int8)
         segments[:, label] = 1
-        yield {"clip_id": row["video_id"], "split": split, "label": label,
-               modality: pad_or_truncate(load_pickled_array(_zip(feature_dir, row["video_id"])), num_frames),
-               SEGMENT_LABEL_COLUMNS[modality]: segments}
+        clips.append(Clip({"clip_id": row["video_id"], "split": split, "label": label,
+                           SEGMENT_LABEL_COLUMNS[modality]: segments}, {modality: _zip(feature_dir, row["video_id"])}))
+    return ClipRecords(str(csv_path), clips, num_frames=num_frames, pad=(modality,), skip_missing=skip_missing)
 
 
 # ============================================================================================ entry point
@@ -425,13 +492,16 @@ def _shard_config(config: HDCIDConfig, modalities: list[str]) -> HDCIDConfig:
     return shard_config
 
 
+_RECORDS = {"vggsound": vggsound_records, "vggsound81k": vggsound81k_records, "ave": ave_records,
+            "avvp": avvp_records, "ucf_vggsound": ucf_vggsound_records}
+_NOT_PATH_KEYS = ("num_frames", "skip_missing")
+
+
 def _check_path_keys(layout: str, paths: dict) -> None:
     """ValueError naming the unknown and the missing keys of ``layout`` (its records function's arguments)."""
     import inspect
 
-    function = {"vggsound": vggsound_records, "vggsound81k": vggsound81k_records, "ave": ave_records,
-                "avvp": avvp_records, "ucf_vggsound": ucf_vggsound_records}[layout]
-    params = {n: p for n, p in inspect.signature(function).parameters.items() if n != "num_frames"}
+    params = {n: p for n, p in inspect.signature(_RECORDS[layout]).parameters.items() if n not in _NOT_PATH_KEYS}
     required = [n for n, p in params.items() if p.default is inspect.Parameter.empty]
     unknown = sorted(set(paths) - set(params))
     missing = [n for n in required if n not in paths]
@@ -443,8 +513,21 @@ def _check_path_keys(layout: str, paths: dict) -> None:
                          + (f"; missing: {', '.join(missing)}" if missing else ""))
 
 
+def _jsonable(value):
+    """``value`` as JSON stores it: paths as strings, sets as sorted lists, mappings with string keys."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted(str(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
 def convert_features(layout: str, out_dir: str | os.PathLike, config: HDCIDConfig, *, num_shards: int | None = None,
-                     overwrite: bool = False, progress: bool = True, **paths) -> Path:
+                     overwrite: bool = False, progress: bool = True, skip_missing: bool = False, **paths) -> Path:
     """Convert one original feature layout to a shard folder (see :mod:`hf_hdcid.data.shards`).
 
     layout and its keyword arguments (``paths``):
@@ -453,10 +536,12 @@ def convert_features(layout: str, out_dir: str | os.PathLike, config: HDCIDConfi
       ``prompts_csv`` and ``splits`` (e.g. ``{"train"}`` for 24K; None = 40K). See :func:`vggsound_records`.
     * ``"vggsound81k"``: ``csv_path`` (column ``id`` = ``<video_id>.mp4``), ``audio_dir``, ``video_dir``;
       audio-visual only, unlabelled. See :func:`vggsound81k_records`.
-    * ``"ave"``: ``root``, ``split`` (default ``"train"``), optional ``labels_path`` / ``order_path``
-      (AVE->AVVP). See :func:`ave_records`.
-    * ``"avvp"``: ``csv_path`` (or ``{"audio": csv, "video": csv}``), ``audio_dir``, ``video_dir``,
-      ``categories_path``, ``split`` (default ``"test"``), optional ``label_modality``. See :func:`avvp_records`.
+    * ``"ave"``: ``root``, ``split`` (default ``"train"``), optional ``annotations`` (``Annotations.txt``:
+      YouTube clip ids and label checks) and ``labels_path`` / ``order_path`` (AVE->AVVP). See
+      :func:`ave_records`.
+    * ``"avvp"``: ``csv_path`` (or ``{"audio": csv, "video": csv}``; per-event or combined form),
+      ``audio_dir``, ``video_dir``, ``categories_path``, ``split`` (default ``"test"``), optional
+      ``label_modality``. See :func:`avvp_records`.
     * ``"ucf_vggsound"``: ``csv_path``, ``feature_dir``, ``categories_path``, ``modality``
       (``"video"`` for ucf2vggsound.csv, ``"audio"`` for vggsound2ucf.csv), ``split`` (default
       ``"train"``). See :func:`ucf_vggsound_records`.
@@ -465,53 +550,66 @@ def convert_features(layout: str, out_dir: str | os.PathLike, config: HDCIDConfi
     folder stores the modalities of ``config.modalities`` that the layout has: audio and video, plus a
     ``prompt`` column (text features to be computed later) for VGGSound when ``prompts_csv`` is given
     and ``"text"`` is in ``config.modalities``; a UCF<->VGG side stores its single modality (load it
-    with ``load_shards(path)`` or a config of that modality). Segment labels (``label_width`` = classes
-    + background) are stored for AVE, AVVP and UCF<->VGG. ``num_shards`` and ``overwrite`` go to
-    :func:`write_shards`; ``progress`` shows a progress bar. Returns the absolute shard folder path.
+    with ``load_shards(path)`` or a config of that modality). Only the zips of stored modalities are
+    read. Segment labels (``label_width`` = classes + background) are stored for AVE, AVVP and UCF<->VGG.
+
+    Before anything is written, every listed clip of a zip layout must have its feature files: else
+    one ValueError counts the missing clips and names the first few; ``skip_missing=True`` converts the
+    rest (AVE has no per-clip files: nothing to skip). The manifest's ``"source"`` records the layout,
+    the converter version, ``paths`` and the skipped clip ids (``"skipped_missing"``, in order).
+    ``num_shards`` and ``overwrite`` go to :func:`write_shards` (a failure leaves no folder behind);
+    ``progress`` shows a progress bar. Returns the absolute shard folder path.
     """
+    from .. import __version__
+
     if layout not in LAYOUTS:
         raise ValueError(f"layout: expected one of {list(LAYOUTS)}, got {layout!r}")
     _check_path_keys(layout, paths)
     t = config.num_frames
     label_width = num_classes = None
     available = ["audio", "video"]
-    if layout == "vggsound":
-        records = vggsound_records(num_frames=t, **paths)
-        num_classes = len(read_categories(paths["categories_path"]))
-        if paths.get("prompts_csv") is not None:
-            available.append("text")
-    elif layout == "vggsound81k":
-        records = vggsound81k_records(num_frames=t, **paths)
-    elif layout == "ave":
+    if layout == "ave":
         records = ave_records(**paths)
         label_width = _ave_label_width(paths["root"], paths.get("labels_path"))
         num_classes = label_width - 1
-    elif layout == "avvp":
-        records = avvp_records(num_frames=t, **paths)
-        label_width = len(read_categories(paths["categories_path"])) + 1
     else:
-        records = ucf_vggsound_records(num_frames=t, **paths)
+        records = _RECORDS[layout](num_frames=t, skip_missing=skip_missing, **paths)
+    if layout == "vggsound":
+        num_classes = len(read_categories(paths["categories_path"]))
+        if paths.get("prompts_csv") is not None:
+            available.append("text")
+    elif layout == "avvp":
+        label_width = len(read_categories(paths["categories_path"])) + 1
+    elif layout == "ucf_vggsound":
         num_classes = len(read_categories(paths["categories_path"]))
         label_width = num_classes + 1
         available = [paths["modality"]]
     modalities = [m for m in config.modalities if m in available]
     if not modalities:
         raise ValueError(f"layout {layout!r} provides {available}, none of config.modalities {config.modalities}")
+    skipped: list[str] = []
+    if isinstance(records, ClipRecords):
+        records.restrict(modalities, {m: expected_shape(config, m) for m in modalities if m != "text"})
+        skipped = records.check()
     keep = {"clip_id", "split", "label", *modalities, *(SEGMENT_LABEL_COLUMNS[m] for m in modalities
                                                         if m in SEGMENT_LABEL_COLUMNS and label_width)}
     if "text" in modalities:
         keep = (keep - {"text"}) | {"prompt"}
+    source = {"layout": layout, "converter_version": __version__, "paths": _jsonable(paths),
+              "skipped_missing": list(skipped)}
 
     def selected():
-        for record in tqdm(records, desc=f"Converting {layout}", unit="clip", disable=not progress):
+        total = len(records) if isinstance(records, ClipRecords) else None
+        for record in tqdm(records, desc=f"Converting {layout}", unit="clip", total=total, disable=not progress):
             yield {k: v for k, v in record.items() if k in keep}
 
     return write_shards(selected, out_dir, _shard_config(config, modalities), num_shards, with_text_features=False,
                         with_prompt="text" in modalities, label_width=label_width, num_classes=num_classes,
-                        overwrite=overwrite)
+                        overwrite=overwrite, source=source)
 
 
 __all__ = [
-    "LAYOUTS", "ave_records", "avvp_labels", "avvp_records", "convert_features", "load_pickled_array",
-    "pad_or_truncate", "read_categories", "ucf_vggsound_records", "vggsound_records", "vggsound81k_records",
+    "LAYOUTS", "Clip", "ClipRecords", "ave_clip_label", "ave_records", "avvp_labels", "avvp_records",
+    "convert_features", "load_pickled_array", "pad_or_truncate", "read_ave_annotations", "read_categories",
+    "ucf_vggsound_records", "vggsound_records", "vggsound81k_records",
 ]

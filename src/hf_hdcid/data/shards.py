@@ -268,7 +268,8 @@ def _split_order(split_column: pa.ChunkedArray) -> np.ndarray | None:
 def write_shards(records_or_generator: Iterable[dict] | Callable[[], Iterable[dict]], out_dir: str | os.PathLike,
                  config: HDCIDConfig, num_shards: int | None = None, *, with_text_features: bool = True,
                  with_prompt: bool | None = None, label_width: int | None = None, num_classes: int | None = None,
-                 split: str = "train", overwrite: bool = False, writer_batch_size: int = 100) -> Path:
+                 split: str = "train", overwrite: bool = False, writer_batch_size: int = 100,
+                 source: dict | None = None) -> Path:
     """Validate every record and write the shard folder ``out_dir`` (schema: module docstring).
 
     A record is a dict with ``clip_id`` (str), the features of every modality of ``config`` (numpy
@@ -285,10 +286,15 @@ def write_shards(records_or_generator: Iterable[dict] | Callable[[], Iterable[di
     ``overwrite=True``; then the old folder is replaced only after the new one is complete. Only an
     empty folder or a shard folder is ever replaced, never another existing path.
 
+    ``source`` (a JSON-serialisable dict, e.g. what a converter read) is stored verbatim under the
+    manifest key ``"source"``; readers ignore it. Anything JSON cannot encode is refused up front.
+
     Returns the absolute path of ``out_dir``.
     """
     out_dir = Path(out_dir).absolute()
     _check_replaceable(out_dir, overwrite)
+    if source is not None:
+        _check_source(source)
     if num_shards is not None and (not isinstance(num_shards, int) or isinstance(num_shards, bool) or num_shards < 1):
         raise ValueError(f"num_shards: expected None or a positive int, got {num_shards!r}")
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
@@ -311,11 +317,23 @@ def write_shards(records_or_generator: Iterable[dict] | Callable[[], Iterable[di
         _check_replaceable(out_dir, overwrite)  # again, under the lock: another writer may have finished
         with disk_errors(out_dir, "writing shards into"):
             return _write_staged(generate, failure, out_dir, overwrite, features, config, num_shards, label_width,
-                                 writer_batch_size)
+                                 writer_batch_size, source)
+
+
+def _check_source(source) -> None:
+    """ValueError unless ``source`` is a dict that JSON encodes as given (no NaN, no non-string keys)."""
+    if not isinstance(source, dict):
+        raise ValueError(f"source: expected None or a dict, got {type(source).__name__}")
+    try:
+        text = json.dumps(source, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"source: expected a JSON-serialisable dict: {error}") from None
+    if json.loads(text) != source:  # e.g. a tuple or an int key would come back changed
+        raise ValueError("source: expected a dict that JSON stores verbatim (lists, not tuples; string keys)")
 
 
 def _write_staged(generate, failure, out_dir, overwrite, features, config, num_shards, label_width,
-                  writer_batch_size) -> Path:
+                  writer_batch_size, source=None) -> Path:
     """Write the shards into a hidden sibling and rename them into place (the caller holds the lock)."""
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
@@ -345,7 +363,7 @@ def _write_staged(generate, failure, out_dir, overwrite, features, config, num_s
         data_dir = staging / "data"
         dataset.save_to_disk(str(data_dir), num_shards=num_shards)
         del dataset
-        _write_manifest(data_dir, config, features, split_counts, label_width)
+        _write_manifest(data_dir, config, features, split_counts, label_width, source)
         _check_replaceable(out_dir, overwrite)
         replace_folder(data_dir, out_dir)
     finally:
@@ -372,7 +390,8 @@ def _split_counts(dataset: Dataset) -> dict[str, int]:
     return {c["values"]: int(c["counts"]) for c in pc.value_counts(_split_column(dataset)).to_pylist()}
 
 
-def _write_manifest(data_dir: Path, config, features: Features, split_counts: dict, label_width) -> None:
+def _write_manifest(data_dir: Path, config, features: Features, split_counts: dict, label_width,
+                    source: dict | None = None) -> None:
     state = json.loads((data_dir / "state.json").read_text())
     files = [{"filename": f["filename"], "num_bytes": os.path.getsize(data_dir / f["filename"])}
              for f in state["_data_files"]]
@@ -384,6 +403,8 @@ def _write_manifest(data_dir: Path, config, features: Features, split_counts: di
                                                    "video_feature_dim", "video_spatial_size", "text_feature_dim")},
         "label_width": label_width, "files": files,
     }
+    if source is not None:
+        manifest["source"] = source
     (data_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
