@@ -684,6 +684,27 @@ def test_avvp_real_excerpts_convert_with_both_label_columns(avvp_real, tmp_path)
             assert torch.equal(rows[name][column_name], torch.from_numpy(expected)), (name, column_name)
 
 
+def test_avvp_task_runs_on_the_real_excerpts_each_side_on_its_annotated_videos(avvp_real, tmp_path):
+    """The public audio and visual files cover different videos: V->A trains on the visually annotated
+    videos and tests on the audio-annotated ones (as the original), naming how many each side left out."""
+    from hf_hdcid import HDCIDForPreTraining
+    from hf_hdcid.downstream import evaluate_downstream
+
+    root, names, dirs = avvp_real
+    out = convert_features("avvp", tmp_path / "avvp", AVE10, progress=False,
+                           csv_path={"audio": AVVP_AUDIO, "video": AVVP_VISUAL}, **dirs)
+    audio_only = [n for n in names if n not in event_rows(AVVP_VISUAL)]
+    visual_only = [n for n in names if n not in event_rows(AVVP_AUDIO)]
+    assert audio_only or visual_only  # the excerpts, like the files, differ
+    torch.manual_seed(0)
+    model = tmp_path / "model"
+    HDCIDForPreTraining(AVE10).save_pretrained(model)
+    record = evaluate_downstream(model, "avvp", "v2a", out, protocol="paper", epochs=1, seeds=[0])
+    assert record["data"]["unannotated"] == {"train": len(audio_only), "val": len(visual_only),
+                                             "test": len(visual_only)}
+    assert 0.0 <= record["score"]["mean"] <= 1.0
+
+
 # ============================================================================================ missing feature files
 def test_missing_feature_files_are_one_error_counting_and_naming_them(avvp_real, tmp_path):
     root, names, dirs = avvp_real

@@ -18,11 +18,13 @@ class CodeSet:
 
     codes: [N, T, C] float32 (quantized vectors of the chosen layers, TOC channels only when given,
     layers concatenated). labels: clip classes [N] (long) or segment labels [N, T, W] (float 0/1,
-    background last). clip_ids: N names."""
+    background last). clip_ids: N names. unannotated: ids of the clips left out (segment tasks only).
+    """
 
     codes: torch.Tensor
     labels: torch.Tensor
     clip_ids: list
+    unannotated: list = None  # segment tasks: clips left out because this modality is not annotated there
 
     def __len__(self) -> int:
         return self.codes.shape[0]
@@ -65,14 +67,26 @@ def extract_codes(encoder, dataset, collate, modality: str, layers: list[int], c
             ids += list(batch["clip_id"])
     finally:
         encoder.train(was_training)
-    labels = torch.cat(labels)
+    labels, codes = torch.cat(labels), torch.cat(codes)
+    unannotated = []
+    if label_kind != "clip":
+        # AVVP: the public audio and visual event files cover different videos (1848 and 1665), so a
+        # folder holding both has clips annotated in one modality only (all -1 in the other's column).
+        # As the original (it trains on one file's videos and tests on the other's), each side uses
+        # the clips annotated in its own modality; a clip partly -1 is malformed and still refused.
+        flat = labels.reshape(labels.shape[0], -1)
+        missing = (flat < 0).all(dim=1)
+        if bool(missing.any()) and not bool(missing.all()):
+            unannotated = [ids[i] for i in torch.nonzero(missing).flatten().tolist()]
+            keep = torch.nonzero(~missing).flatten()
+            codes, labels, ids = codes[keep], labels[keep], [ids[i] for i in keep.tolist()]
     unlabelled = (labels < 0).reshape(labels.shape[0], -1).any(dim=1)
     if bool(unlabelled.any()):
         first = [ids[i] for i in torch.nonzero(unlabelled).flatten()[:3].tolist()]
         raise ValueError(f"{source}: {int(unlabelled.sum())} of {len(ids)} clips have no {column!r} labels "
                          f"(-1), e.g. {first}; the task needs labelled clips")
     labels = labels.long() if label_kind == "clip" else labels.float()
-    return CodeSet(torch.cat(codes), labels, ids)
+    return CodeSet(codes, labels, ids, unannotated)
 
 
 class CodeCache:

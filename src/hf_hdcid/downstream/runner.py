@@ -309,7 +309,10 @@ def evaluate_downstream(model, task: str, direction: str, data, test_data=None, 
                                                              for c in channels],
                 "settings": (encoder.config.toc_settings if toc else None)},
         "data": {"train": str(data), "test": str(test_path),
-                 "clips": {k: (int(len(v)) if v is not None else None) for k, v in rows.items()}},
+                 "clips": {k: (int(len(v)) if v is not None else None) for k, v in rows.items()},
+                 # clips whose side's modality is not annotated (AVVP public files), left out of that side
+                 "unannotated": {side: len(s.unannotated or []) for side, s in
+                                 (("train", train_set), ("val", select_set), ("test", test_set))}},
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seeds": seeds, "split_seed": split_seed,
         "main_metric": metric, "score": _mean_std(collected[metric]),
         "metrics": {k: _mean_std(v) for k, v in collected.items()},
