@@ -194,14 +194,17 @@ def test_pretrain_script_and_evaluate_run_offline_from_the_hub_cache(shards, hub
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain.py"), "--data", REPO_ID, "--epochs", "1",
                            "--batch-size", "8", "--club-steps", "1", "--no-progress", "--report-to", "none",
-                           "--no-plot", "--output-dir", str(out), "--model-config", '{"modalities": ["audio", "video"]}'],
+                           "--no-plot", "--output-dir", str(out),
+                           "--model-config", '{"modalities": ["audio", "video"]}'],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads((out / "model" / "training_info.json").read_text())
     assert info["data"]["dataset"] == REPO_ID and info["data"]["num_clips"] == 16 and info["steps"] == 2
     assert "datasets--hdcid-org--syn-av" in info["data"]["path"]
     card = (out / "model" / "README.md").read_text()
-    assert f"[{REPO_ID}](https://huggingface.co/datasets/{REPO_ID})" in card  # the model card links the dataset
+    assert f"| Dataset | [{REPO_ID}](https://huggingface.co/datasets/{REPO_ID}) |" in card  # linked, not a cache path
+    assert "| Feature shards |" not in card and "datasets--" not in card
+    assert yaml.safe_load(card.split("---")[1])["datasets"] == [REPO_ID]
     result = run_cli(["evaluate", out / "model", "--task", "synthetic_ave", "--direction", "v2a", "--data", REPO_ID,
                       "--test-data", REPO_ID, "--epochs", "1", "--out", tmp_path / "eval"], env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -398,3 +401,36 @@ def test_download_shards_checks_its_arguments_and_names_a_missing_revision(shard
     with pytest.raises(FileNotFoundError, match=r"^the Hub dataset repo 'hdcid-org/syn-av' at revision 'v9' is not "
                                                 r"in the Hub cache"):
         download_shards(REPO_ID, revision="v9")
+
+
+def _incomplete():
+    from huggingface_hub.errors import IncompleteSnapshotError
+
+    return IncompleteSnapshotError("The cached snapshot is incomplete: 1 file(s) are missing\n(state.json).",
+                                   snapshot_path="/x")
+
+
+def _unauthorized():
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    response = httpx2.Response(401, request=httpx2.Request("GET", "https://huggingface.co/api/datasets/org/name"))
+    return HfHubHTTPError("401 Client Error: Unauthorized\nInvalid credentials.", response=response)
+
+
+@pytest.mark.parametrize("error, kind, message", [
+    (_incomplete, FileNotFoundError, r"^the Hub dataset repo 'org/name' is only partly in the Hub cache \(.*\) "
+                                     r"\(The cached snapshot is incomplete: 1 file\(s\) are missing \(state.json\).\); "
+                                     r"or give the path of a local shard folder$"),
+    (_unauthorized, OSError, r"^cannot download the Hub dataset repo 'org/name' from http://127.0.0.1:9 \(401 Client "
+                             r"Error: Unauthorized Invalid credentials.\)$"),
+])
+def test_other_download_failures_are_one_line_naming_the_repo(monkeypatch, error, kind, message):
+    import huggingface_hub
+
+    def fail(*args, **kwargs):
+        raise error()
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fail)
+    with pytest.raises(kind, match=message):
+        download_shards("org/name")

@@ -348,7 +348,7 @@ def _training_section(info: dict | None, num_layers: int) -> dict:
         data_rows.append(("Dataset", link))
     elif "dataset" in data:
         data_rows.append(("Dataset", "not a published dataset (local feature shards)"))
-    if isinstance(data.get("path"), str) and data["path"]:
+    if isinstance(data.get("path"), str) and data["path"] and not _is_hub_id(dataset):  # a Hub id: linked above
         data_rows.append(("Feature shards", f"`{Path(data['path']).name}`"))
     for key, name in (("split", "Split"), ("num_clips", "Clips")):
         if data.get(key) is not None:

@@ -366,12 +366,14 @@ def download_shards(repo_id: str, *, revision: str | None = None, token: str | N
     ``HF_HUB_OFFLINE=1`` it is read from the cache only.
 
     Errors are one line naming the repo id and what to do: a bad repo id or revision argument, a repo
-    or revision the Hub does not have (or cannot show this token): ValueError; not in the cache while
-    offline: FileNotFoundError; the Hub unreachable and the repo not cached: OSError.
+    or revision the Hub does not have (or cannot show this token): ValueError; not (or only partly) in
+    the cache while offline: FileNotFoundError; the Hub unreachable or refusing, and the repo not
+    cached: OSError.
     """
     import huggingface_hub
     from huggingface_hub import constants
-    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (HfHubHTTPError, IncompleteSnapshotError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
 
     from ..hub import check_repo_id, transport_errors, unreachable_hub
 
@@ -390,6 +392,9 @@ def download_shards(repo_id: str, *, revision: str | None = None, token: str | N
         raise ValueError(f"the Hub dataset repo {repo_id!r} does not exist at {constants.ENDPOINT}, or it is private "
                          "or gated and the token cannot read it: check the name, log in with `hf auth login` (or "
                          f"set HF_TOKEN), {instead}") from None
+    except IncompleteSnapshotError as err:  # an interrupted download, and no answer from the Hub now
+        raise FileNotFoundError(f"{repo} is only partly in {cache} ({' '.join(str(err).split())}); "
+                                f"{instead}") from None
     except LocalEntryNotFoundError as err:  # not cached and no answer from the Hub
         cause = err.__cause__
         if constants.HF_HUB_OFFLINE or type(cause).__name__ == "OfflineModeIsEnabled":
@@ -400,6 +405,8 @@ def download_shards(repo_id: str, *, revision: str | None = None, token: str | N
         raise OSError(f"cannot download {repo} ({' '.join(str(err).split())})") from None
     except transport_errors() as err:
         raise unreachable_hub(err, f"{repo} was not downloaded") from None
+    except HfHubHTTPError as err:  # refused by the Hub (401, 403, 5xx) and not cached
+        raise OSError(f"cannot download {repo} from {constants.ENDPOINT} ({' '.join(str(err).split())})") from None
     return Path(snapshot)
 
 
