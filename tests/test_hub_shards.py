@@ -172,7 +172,9 @@ def test_card_of_converted_shards_names_layout_converter_and_asks_for_the_licenc
     manifest = json.loads((folder / MANIFEST_NAME).read_text())
     manifest["source"] = {"layout": "ave", "converter_version": "0.1.0",
                           "paths": {"csv_path": "/home/someone/private/AVE/testSet.txt",
-                                    "audio_dir": "/home/someone/private/AVE/audio_feature.h5"},
+                                    "audio_dir": "/home/someone/private/AVE/audio_feature.h5",
+                                    "labels": {"audio": "/home/someone/AVVP_eval_audio.csv"},
+                                    "splits": ["test", "train"], "modality": "audio", "num": 3},
                           "skipped_missing": ["clipA", "clipB"]}
     (folder / MANIFEST_NAME).write_text(json.dumps(manifest))
     card = render_dataset_card(folder, "hdcid-org/ave-features")
@@ -181,6 +183,8 @@ def test_card_of_converted_shards_names_layout_converter_and_asks_for_the_licenc
     text = card.text
     assert "| Layout | `ave` |" in text and "version 0.1.0" in text
     assert "`csv_path`: `testSet.txt`" in text and "/home/someone" not in text  # file names only
+    assert ('`labels`: `{"audio": "AVVP_eval_audio.csv"}`, `splits`: `["test", "train"]`, `modality`: `audio`, '
+            '`num`: `3`') in text
     assert "| Clips skipped (features missing) | 2 (`clipA`, `clipB`) |" in text
     assert "**Set the licence of the benchmark these features were extracted from**" in text
     assert "--task ave --direction v2a" in text and "--split train" in text  # no pretrain split: train

@@ -170,6 +170,23 @@ def _table(header: tuple[str, ...], rows) -> list[str]:
     return lines
 
 
+def _file_names(value: Any) -> str:
+    """A converter input as the card shows it: every string reduced to its last path component (no local
+    folders), lists and mappings kept, e.g. ``{"audio": "/data/AVVP_eval_audio.csv"}`` ->
+    ``{"audio": "AVVP_eval_audio.csv"}``."""
+    def public(v):
+        if isinstance(v, str):
+            return Path(v).name or v
+        if isinstance(v, dict):
+            return {str(k): public(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [public(x) for x in v]
+        return v
+
+    value = public(value)
+    return value if isinstance(value, str) else json.dumps(value, separators=(", ", ": "))
+
+
 def _source_section(manifest: dict, synthetic: dict | None) -> tuple[list[str], dict]:
     """Markdown lines of the Source section and the metadata it adds."""
     source = manifest.get("source")
@@ -179,10 +196,10 @@ def _source_section(manifest: dict, synthetic: dict | None) -> tuple[list[str], 
                 ("Converter", f"`hf-hdcid convert-features`, version {version}")]
         paths = source.get("paths")
         if isinstance(paths, dict):  # file names only: local paths stay private
-            names = [f"`{k}`: `{Path(str(v)).name}`" for k, v in paths.items() if v is not None]
+            names = [f"`{k}`: `{_file_names(v)}`" for k, v in paths.items() if v is not None]
             rows.append(("Inputs (file names)", ", ".join(names) or "–"))
         elif isinstance(paths, (list, tuple)):
-            rows.append(("Inputs (file names)", ", ".join(f"`{Path(str(v)).name}`" for v in paths) or "–"))
+            rows.append(("Inputs (file names)", f"`{_file_names(paths)}`"))
         skipped = source.get("skipped_missing")
         if isinstance(skipped, (list, tuple)):
             shown = ", ".join(f"`{s}`" for s in list(skipped)[:10]) + (", ..." if len(skipped) > 10 else "")
