@@ -145,6 +145,15 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _push_data(args: argparse.Namespace) -> int:
+    from .data.hub_shards import push_shards
+
+    commit = push_shards(args.shards, args.repo_id, private=args.private, license=args.license,
+                         commit_message=args.commit_message)
+    print(f"pushed {args.shards} to the dataset repo {args.repo_id}: {commit}")
+    return 0
+
+
 def _convert_original(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -198,8 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--task", required=True, choices=sorted(TASKS))
     ev.add_argument("--direction", required=True, choices=sorted(DIRECTIONS) + ["va", "av"],
                     help="v2a: train on video codes, test on audio codes; a2v: the reverse")
-    ev.add_argument("--data", required=True, help="shard folder of the task (training side)")
-    ev.add_argument("--test-data", default=None, help="test-side shard folder (ave_avvp, ucf_vggsound)")
+    ev.add_argument("--data", required=True, help="shard folder or Hub dataset id ORG/NAME of the task (training "
+                                                  "side)")
+    ev.add_argument("--test-data", default=None, help="test-side shard folder or Hub dataset id (ave_avvp, "
+                                                      "ucf_vggsound)")
     ev.add_argument("--protocol", choices=PROTOCOLS, default="heldout")
     ev.add_argument("--toc", action="store_true", help="read only the stored TOC channels")
     ev.add_argument("--toc-channels", type=int, default=None, help="compute TOC with Q channels per layer first")
@@ -264,6 +275,18 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--revision", default=None, metavar="REV", help="branch to commit to (created if missing)")
     push.add_argument("--commit-message", default="Upload H-DCID model", metavar="MSG")
     push.set_defaults(func=_push)
+    from .data.hub_shards import DEFAULT_COMMIT_MESSAGE, DEFAULT_LICENSE
+
+    push_data = sub.add_parser("push-data", help="upload a feature-shard folder unchanged to a Hub dataset repo, "
+                                                 "with a dataset card, in one commit")
+    push_data.add_argument("shards", metavar="SHARDS", help="a shard folder (write_shards, convert-features, "
+                                                            "make-synthetic)")
+    push_data.add_argument("repo_id", metavar="ORG/NAME", help="target Hub dataset repository (created if missing)")
+    push_data.add_argument("--private", action="store_true", help="create the repository as private")
+    push_data.add_argument("--license", default=DEFAULT_LICENSE, metavar="LICENSE",
+                           help="licence id of the card (default: other; set the benchmark's licence)")
+    push_data.add_argument("--commit-message", default=DEFAULT_COMMIT_MESSAGE, metavar="MSG")
+    push_data.set_defaults(func=_push_data)
     orig = sub.add_parser("convert-original", help="convert an original DCID / H-DCID .pt checkpoint to a "
                                                    "save_pretrained folder (original-behaviour config)")
     orig.add_argument("checkpoint", metavar="CKPT", help="the authors' .pt file (loaded with weights_only=True)")

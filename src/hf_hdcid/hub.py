@@ -15,6 +15,7 @@ function runs.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import inspect
 import json
@@ -347,7 +348,7 @@ def _training_section(info: dict | None, num_layers: int) -> dict:
         data_rows.append(("Dataset", link))
     elif "dataset" in data:
         data_rows.append(("Dataset", "not a published dataset (local feature shards)"))
-    if isinstance(data.get("path"), str) and data["path"]:
+    if isinstance(data.get("path"), str) and data["path"] and not _is_hub_id(dataset):  # a Hub id: linked above
         data_rows.append(("Feature shards", f"`{Path(data['path']).name}`"))
     for key, name in (("split", "Split"), ("num_clips", "Clips")):
         if data.get(key) is not None:
@@ -539,7 +540,7 @@ def check_repo_id(repo_id: Any) -> str:
     return repo_id
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
+def transport_errors() -> tuple[type[BaseException], ...]:
     """Connection failures as huggingface_hub's HTTP client raises them (httpx2 / httpx), plus the builtins."""
     import importlib
 
@@ -550,6 +551,23 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
         except (ImportError, AttributeError):
             continue
     return tuple(errors)
+
+
+def unreachable_hub(err: BaseException, consequence: str) -> OSError:
+    """One-line OSError for a refused, unreachable or timed-out Hub connection, naming the endpoint."""
+    from huggingface_hub import constants
+
+    return OSError(f"cannot reach the Hub at {constants.ENDPOINT} ({type(err).__name__}: {' '.join(str(err).split())})"
+                   f"; {consequence}")
+
+
+@contextlib.contextmanager
+def hub_connection(consequence: str = "nothing was uploaded"):
+    """Turn a connection failure inside the block into :func:`unreachable_hub`'s one-line OSError."""
+    try:
+        yield
+    except transport_errors() as err:
+        raise unreachable_hub(err, consequence) from None
 
 
 def push(model_dir: str | os.PathLike, repo_id: str, private: bool = False, revision: str | None = None,
@@ -585,19 +603,15 @@ def push(model_dir: str | os.PathLike, repo_id: str, private: bool = False, revi
         write_model_card(folder, repo_id=repo_id)
     files = upload_files(folder)
 
-    from huggingface_hub import constants
-
     api = HfApi(token=token)
-    try:
+    with hub_connection("nothing was uploaded"):  # refused, unreachable, timed out: nothing was committed
         api.create_repo(repo_id, private=private, exist_ok=True)
         if revision is not None and revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         return api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
                                  commit_message=commit_message, allow_patterns=[glob.escape(name) for name in files])
-    except _transport_errors() as err:  # refused, unreachable, timed out: nothing was committed
-        raise OSError(f"cannot reach the Hub at {constants.ENDPOINT} ({type(err).__name__}: {err}); nothing was "
-                      "uploaded") from None
 
 
 __all__ = ["render_model_card", "write_model_card", "push", "upload_files", "check_model_dir", "check_repo_id",
-           "eval_results_from_dicts", "weight_files", "BEHAVIOUR_OPTIONS", "FIGURES", "PAPER_TITLE", "BIBTEX"]
+           "eval_results_from_dicts", "weight_files", "hub_connection", "transport_errors", "unreachable_hub",
+           "BEHAVIOUR_OPTIONS", "FIGURES", "PAPER_TITLE", "BIBTEX"]

@@ -503,8 +503,12 @@ def load_shards(path: str | os.PathLike, config: HDCIDConfig | None = None, spli
     the rows of ``split`` if given (a contiguous slice) and returns
     ``FeatureShards(dataset, collate)``: the dataset formatted ``with_format("torch", dtype=None)``
     (stored dtypes: float16 video/text, float32 audio, int64 label) and an :class:`HDCIDCollator`
-    casting features to ``dtype`` once per batch. Errors name the path, file or column.
+    casting features to ``dtype`` once per batch. Errors name the path, file or column. ``path`` may
+    also be a Hub dataset repo id ``org/name`` (:func:`hf_hdcid.data.hub_shards.resolve_shards`).
     """
+    from .hub_shards import resolve_shards  # a Hub id -> its snapshot in the Hub cache; a path stays itself
+
+    path = resolve_shards(path)
     path = Path(path).absolute()
     manifest = _check_files(path)
     try:

@@ -59,7 +59,8 @@ class PretrainConfig:
     (``scripts/pretrain.py --help``)."""
 
     data: str | None = field(default=None, metadata=_help(
-        "shard folder (hf_hdcid.data.shards) with the split `split`; scripts/pretrain.py without it builds the "
+        "shard folder (hf_hdcid.data.shards) or Hub dataset repo id ORG/NAME (hf-hdcid push-data) with the split "
+        "`split`; scripts/pretrain.py without it builds the "
         "synthetic benchmark in outputs/synthetic"))
     preset: str = field(default="tiny", metadata=_help("HDCIDConfig preset", choices=PRESETS))
     model_config: dict = field(default_factory=dict, metadata=_help(

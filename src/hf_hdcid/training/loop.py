@@ -149,6 +149,7 @@ def run_epochs(run: Run) -> float:
 def write_model_folder(run: Run, model_dir: Path, train_time: float) -> None:
     """Main process: TOC, ``save_pretrained``, ``training_info.json``, loss curves and the card into
     ``model_dir`` (a fresh folder)."""
+    from ..data.hub_shards import shards_repo_id
     from ..hub import write_model_card
     from .plots import plot_loss_curves, read_log
 
@@ -161,7 +162,8 @@ def write_model_folder(run: Run, model_dir: Path, train_time: float) -> None:
     info = {
         "pretrain_config": cfg.to_dict(),
         "data": {"path": str(run.data_path), "split": cfg.split, "num_clips": len(run.dataset),
-                 "modalities": list(model_config.modalities), "dataset": run.data_path.name},
+                 "modalities": list(model_config.modalities),
+                 "dataset": shards_repo_id(cfg.data) or run.data_path.name},  # the Hub id when read from the Hub
         "num_processes": run.world, "distributed_type": str(run.accelerator.distributed_type.value),
         "global_batch_size": run.global_batch,
         "steps": run.state["global_step"], "epochs": cfg.epochs, "train_time_s": round(train_time, 3),

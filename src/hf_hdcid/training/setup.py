@@ -244,6 +244,7 @@ class Run:
 def validate_run(cfg: PretrainConfig) -> Run:
     """Every check that needs no model: settings, data, output folder, trackers, Hub; builds the
     Accelerator. PretrainConfigError on anything that cannot work."""
+    from ..data.hub_shards import resolve_shards
     from ..data.shards import load_shards
     from .checkpoints import resolve_intact_checkpoint
 
@@ -253,7 +254,7 @@ def validate_run(cfg: PretrainConfig) -> Run:
         cfg.validate()
         if cfg.data is None:
             raise ValueError("data: expected the path of a shard folder, got None")
-        data_path, output_dir = Path(cfg.data), Path(cfg.output_dir)
+        data_path, output_dir = resolve_shards(cfg.data), Path(cfg.output_dir)  # a Hub id: its cached snapshot
         trackers = resolve_trackers(cfg.report_to)
         check_hub_settings(cfg)
         accelerator = build_accelerator(cfg, trackers)
