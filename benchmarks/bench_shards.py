@@ -11,9 +11,7 @@ Timed:
   ``HDCIDCollator`` to float32 tensors:
   ``sequential`` = ``dataset.iter(32)``;
   ``shuffled`` = ``make_dataloader(shuffle=True)`` (DataLoader over ``ArrowBatchView``, workers=0);
-  ``shuffled_datasets`` = ``DataLoader(dataset, shuffle=True)`` (datasets' own random access);
-  ``iterable`` = ``to_iterable(dataset, 4)`` through a DataLoader of batch 32;
-  ``iterable_batched`` = ``to_iterable(dataset, 4).batch(32)`` through a DataLoader(batch_size=None).
+  ``shuffled_datasets`` = ``DataLoader(dataset, shuffle=True)`` (datasets' own random access).
 
 Prints one JSON line. Usage: python benchmarks/bench_shards.py [--clips 2000] [--num-shards 4]
 """
@@ -32,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hf_hdcid import HDCIDConfig
-from hf_hdcid.data.shards import ArrowBatchView, load_shards, to_iterable, write_shards
+from hf_hdcid.data.shards import ArrowBatchView, load_shards, write_shards
 
 
 def make_records(config: HDCIDConfig, n: int, seed: int = 0) -> list[dict]:
@@ -98,9 +96,6 @@ def main() -> None:
             "sequential": lambda: dataset.iter(batch_size=bs),
             "shuffled": lambda: DataLoader(ArrowBatchView(dataset), batch_size=bs, shuffle=True, collate_fn=lambda b: b),
             "shuffled_datasets": lambda: DataLoader(dataset, batch_size=bs, shuffle=True, collate_fn=lambda b: b),
-            "iterable": lambda: DataLoader(to_iterable(dataset, 4), batch_size=bs, collate_fn=lambda b: b),
-            "iterable_batched": lambda: DataLoader(to_iterable(dataset, 4).batch(bs), batch_size=None,
-                                                   collate_fn=lambda b: b),
         }
         for name, make in readers.items():
             timed_pass(make(), collate)  # warm-up: page cache and lazy initialisation

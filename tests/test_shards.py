@@ -19,7 +19,6 @@ from hf_hdcid.data.shards import (
     make_dataloader,
     shard_features,
     shard_for_process,
-    to_iterable,
     write_shards,
 )
 
@@ -306,21 +305,12 @@ def test_truncated_arrow_file_is_an_error_naming_it(written, tmp_path):
 def test_iterable_sharding_for_two_processes_is_disjoint_and_complete(written):
     data, collate_fn = load_shards(written[0], CONFIG)
     for num_shards in (4, 3):  # 4: whole shards per rank; 3: every other example
-        stream = to_iterable(data, num_shards)
+        stream = data.with_format("arrow").to_iterable_dataset(num_shards=num_shards)
         parts = [[c for b in DataLoader(shard_for_process(stream, rank, 2), batch_size=3, collate_fn=collate_fn)
                   for c in b["clip_id"]] for rank in (0, 1)]
         assert not set(parts[0]) & set(parts[1])
         assert sorted(parts[0] + parts[1]) == sorted(written[1])
         assert all(len(p) >= 4 for p in parts)
-
-
-def test_iterable_rows_keep_values_through_collate(written):
-    path, by_id = written
-    data, collate_fn = load_shards(path, CONFIG, split="train")
-    for batch in [collate_fn(list(to_iterable(data, 2)))] + list(map(collate_fn, to_iterable(data, 2).batch(4))):
-        assert batch["video"].dtype == torch.float32 and batch["label"].dtype == torch.int64
-        expected = torch.stack([torch.from_numpy(by_id[c]["audio"]) for c in batch["clip_id"]])
-        assert torch.equal(batch["audio"], expected)
 
 
 def test_map_style_sharding_and_rank_checks(written):

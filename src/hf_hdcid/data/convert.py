@@ -417,12 +417,12 @@ def ucf_vggsound_records(csv_path, feature_dir, categories_path, modality: str, 
 
 
 # ============================================================================================ entry point
-def _shard_config(config: HDCIDConfig, modalities: list[str]) -> HDCIDConfig:
-    """A copy of ``config`` whose ``modalities`` are those a layout provides (schema only: a UCF<->VGG
-    side has a single modality, which is not a valid model config)."""
-    shard_config = copy.deepcopy(config)
-    shard_config.modalities = list(modalities)
-    return shard_config
+def _shard_config(config: HDCIDConfig, modalities: list[str]):
+    """The :class:`~hf_hdcid.data.schema.FeatureSchema` of the modalities a layout provides, at
+    ``config``'s sizes (a UCF<->VGG side has a single modality: a valid schema, not a model config)."""
+    from .schema import FeatureSchema
+
+    return FeatureSchema.from_config(config, modalities)
 
 
 def _check_path_keys(layout: str, paths: dict) -> None:
