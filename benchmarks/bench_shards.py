@@ -21,7 +21,8 @@ Timed:
   access, one decode per row).
   The readers take turns within each repeat (so load on a shared machine hits all of them alike);
   each reports the median (and the best) of ``--repeats`` passes, and ``ratio_*`` is public / private
-  of the medians.
+  of the medians. ``other_cpu_cores`` / ``steal_cpu_cores``: CPU that other processes (or the
+  hypervisor) took while the reads were timed, in cores (``/proc/stat``); 0 on an idle machine.
 
 Prints one JSON line. Usage: python benchmarks/bench_shards.py [--clips 2000] [--num-shards 4] [--repeats 5]
 """
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -78,6 +80,23 @@ def make_records(config: HDCIDConfig, n: int, seed: int = 0) -> list[dict]:
     text = torch.randn(n, t, config.text_feature_dim, generator=g).half()
     return [{"clip_id": f"clip{i:06d}", "split": "train" if i < 0.9 * n else "test", "label": i % 28,
              "video": video[i].numpy(), "audio": audio[i].numpy(), "text": text[i].numpy()} for i in range(n)]
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine since boot, from /proc/stat (0, 0 if unreadable)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def timed_pass(batches, consume) -> tuple[float, int]:
@@ -170,11 +189,17 @@ def main() -> None:
         for make, consume in readers.values():
             timed_pass(make(), consume)  # warm-up: page cache and lazy initialisation
         rates: dict[str, list[float]] = {name: [] for name in readers}
+        (busy0, steal0), own0, wall0 = machine_cpu_seconds(), own_cpu_seconds(), time.perf_counter()
         for _ in range(args.repeats):
             for name, (make, consume) in readers.items():
                 seconds, clips = timed_pass(make(), consume)
                 assert clips == args.clips, (name, clips)
                 rates[name].append(clips / seconds)
+        (busy1, steal1), own1, wall1 = machine_cpu_seconds(), own_cpu_seconds(), time.perf_counter()
+        wall = wall1 - wall0  # other processes' CPU use while the reads were timed (0 on an idle machine)
+        result.update(reads_wall_s=round(wall, 1), own_cpu_cores=round((own1 - own0) / wall, 2),
+                      other_cpu_cores=round(max(0.0, (busy1 - busy0) - (own1 - own0)) / wall, 2),
+                      steal_cpu_cores=round((steal1 - steal0) / wall, 2))
         for name, values in rates.items():
             result[f"read_{name}_clips_per_s"] = round(statistics.median(values))
             result[f"read_{name}_best_clips_per_s"] = round(max(values))
