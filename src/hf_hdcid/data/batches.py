@@ -159,9 +159,9 @@ class ArrowBatchView(torch.utils.data.Dataset):
     A batch is ``dataset.with_format("arrow")[indices]`` (public ``datasets`` API: it follows the
     indices mapping of ``shuffle`` / ``select`` and gathers the rows as Arrow slices, decoding
     nothing), then one ``combine_chunks``. ``datasets``' torch-formatted random access
-    (``dataset[list_of_indices]``) instead decodes each row separately; for these nested fp16 tensors
-    this view reads shuffled batches several times faster (``benchmarks/bench_shards.py``). Works with
-    any sampler and with ``accelerator.prepare`` (a DataLoader over it is an ordinary map-style
+    (``dataset[list_of_indices]``) instead decodes each row separately: at the paper's dimensions this
+    view reads shuffled batches collated to float32 about 1.8x faster (BENCHMARKS.md, issue 16). Works
+    with any sampler and with ``accelerator.prepare`` (a DataLoader over it is an ordinary map-style
     DataLoader).
     """
 
