@@ -277,6 +277,28 @@ def test_modalities_missing_from_the_shards_fail_before_training(tmp_path):
     assert not out.exists()
 
 
+def test_model_config_takes_the_feature_sizes_of_the_shard_schema(shards, tmp_path):
+    import shutil
+
+    from hf_hdcid.data.schema import MANIFEST_NAME, FeatureSchema, read_manifest
+    from hf_hdcid.training.setup import build_model_config
+
+    schema = FeatureSchema.from_manifest(read_manifest(shards))
+    config = build_model_config(settings(shards, tmp_path / "out"), Path(shards))
+    assert config.text_feature_dim == schema.text_feature_dim == 384 != HDCIDConfig.tiny().text_feature_dim
+    assert FeatureSchema.from_config(config) == schema
+    wider = build_model_config(settings(shards, tmp_path / "out", model_config={"num_frames": 8}), Path(shards))
+    assert wider.num_frames == 8  # model_config wins over the shards
+    broken = tmp_path / "broken"
+    shutil.copytree(shards, broken)
+    manifest = read_manifest(broken)
+    manifest["config"]["video_spatial_size"] = 0
+    (broken / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=rf"{broken / MANIFEST_NAME}: field 'config.video_spatial_size': "
+                                         r"expected a positive int, got 0"):
+        build_model_config(settings(broken, tmp_path / "out"), broken)
+
+
 def test_script_reads_a_json_config_and_rejects_unknown_keys(shards, tmp_path, capsys):
     sys.path.insert(0, str(REPO / "scripts"))
     try:

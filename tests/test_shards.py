@@ -1,7 +1,10 @@
-"""Feature shards: schema, round trip, dtypes, splits, atomic writes, validation errors, sharding."""
+"""Feature shards: schema, manifest, round trip, dtypes, splits, shuffled reads, atomic writes, validation
+errors, sharding."""
 
+import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,16 +13,19 @@ from datasets import Array2D, Array4D, Value
 from torch.utils.data import DataLoader
 
 from hf_hdcid import HDCIDConfig
+from hf_hdcid.data import schema as schema_module
 from hf_hdcid.data.shards import (
     MANIFEST_NAME,
     ArrowBatchView,
+    FeatureSchema,
     HDCIDCollator,
     collate,
     load_shards,
     make_dataloader,
+    read_manifest,
+    select_split,
     shard_features,
     shard_for_process,
-    to_iterable,
     write_shards,
 )
 
@@ -134,6 +140,17 @@ def test_collate_keeps_only_the_configured_modalities(written):
     assert collate(data[:2])["text"].dtype == torch.float32  # no config: every stored modality
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_finite_check_is_exact_when_row_sums_overflow(dtype):
+    big = torch.finfo(dtype).max / 2  # every value finite, every row sum overflowing (fp16: summed in fp32)
+    batch = {"clip_id": ["a", "b", "c"], "audio": torch.full((3, 6, 8), big, dtype=dtype)}
+    assert torch.equal(HDCIDCollator(None, dtype)(batch)["audio"], batch["audio"])
+    batch["audio"][1, 2, 3] = float("nan")
+    batch["audio"][2, 0, 0], batch["audio"][2, 5, 7] = float("inf"), float("-inf")
+    with pytest.raises(ValueError, match=r"shards: audio features of clip 'b' hold NaN/inf \(2 clips of this batch\)"):
+        HDCIDCollator(None, dtype)(batch)
+
+
 def test_dataloader_yields_collated_batches_covering_the_dataset(written):
     data, collate_fn = load_shards(written[0], CONFIG)
     batches = list(DataLoader(data, batch_size=4, shuffle=True, collate_fn=collate_fn))
@@ -152,6 +169,42 @@ def test_arrow_batch_view_gives_the_same_batches_as_datasets_random_access(writt
     assert collate_fn(ArrowBatchView(shuffled).__getitems__([0, 1]))["clip_id"] == list(shuffled[:2]["clip_id"])
     with pytest.raises(IndexError, match="out of range"):
         ArrowBatchView(data).__getitems__([10])
+
+
+@pytest.fixture(scope="module")
+def four_shards(tmp_path_factory):
+    """24 clips in 4 shard files, splits train / test / val interleaved, and the records by id."""
+    records = [make_record(i, ("train", "test", "val")[i % 3]) for i in range(24)]
+    path = write_shards(records, tmp_path_factory.mktemp("shards") / "four", CONFIG, num_shards=4)
+    assert len(list(path.glob("data-*.arrow"))) == 4
+    return path, {r["clip_id"]: r for r in records}
+
+
+VIEWS = {  # datasets operations that leave an indices mapping (or a slice) under the rows
+    "multi_shard_folder": lambda d: d,
+    "shuffle": lambda d: d.shuffle(seed=3, keep_in_memory=True),
+    "select": lambda d: d.select([17, 2, 23, 0, 11, 5, 8, 20], keep_in_memory=True),
+    "select_split": lambda d: select_split(d, "test"),
+    "select_split_of_shuffled": lambda d: select_split(d.shuffle(seed=4, keep_in_memory=True), "train"),
+    "shuffle_of_select_split": lambda d: select_split(d, "val").shuffle(seed=5, keep_in_memory=True),
+}
+
+
+@pytest.mark.parametrize("view", list(VIEWS))
+def test_shuffled_batches_hold_exactly_the_rows_of_the_shuffled_indices(four_shards, view):
+    path, by_id = four_shards
+    data, collate_fn = load_shards(path, CONFIG)
+    ds = VIEWS[view](data)
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0)).tolist()
+    batches = list(DataLoader(ArrowBatchView(ds), batch_size=3, sampler=order, collate_fn=collate_fn))
+    ids = [c for b in batches for c in b["clip_id"]]
+    assert ids == [ds[i]["clip_id"] for i in order]  # direct reads, one row each
+    video = torch.cat([b["video"] for b in batches])  # [N, T, S, S, C] float32
+    assert torch.equal(video, torch.stack([ds[i]["video"] for i in order]).float())
+    assert torch.equal(video, torch.stack([torch.from_numpy(by_id[c]["video"]).half() for c in ids]).float())
+    audio = torch.cat([b["audio"] for b in batches])  # [N, T, D_a]
+    assert torch.equal(audio, torch.stack([torch.from_numpy(by_id[c]["audio"]) for c in ids]))
+    assert [int(x) for b in batches for x in b["label"]] == [by_id[c]["label"] for c in ids]
 
 
 def test_make_dataloader_shuffles_whole_collated_batches(written):
@@ -306,21 +359,12 @@ def test_truncated_arrow_file_is_an_error_naming_it(written, tmp_path):
 def test_iterable_sharding_for_two_processes_is_disjoint_and_complete(written):
     data, collate_fn = load_shards(written[0], CONFIG)
     for num_shards in (4, 3):  # 4: whole shards per rank; 3: every other example
-        stream = to_iterable(data, num_shards)
+        stream = data.with_format("arrow").to_iterable_dataset(num_shards=num_shards)
         parts = [[c for b in DataLoader(shard_for_process(stream, rank, 2), batch_size=3, collate_fn=collate_fn)
                   for c in b["clip_id"]] for rank in (0, 1)]
         assert not set(parts[0]) & set(parts[1])
         assert sorted(parts[0] + parts[1]) == sorted(written[1])
         assert all(len(p) >= 4 for p in parts)
-
-
-def test_iterable_rows_keep_values_through_collate(written):
-    path, by_id = written
-    data, collate_fn = load_shards(path, CONFIG, split="train")
-    for batch in [collate_fn(list(to_iterable(data, 2)))] + list(map(collate_fn, to_iterable(data, 2).batch(4))):
-        assert batch["video"].dtype == torch.float32 and batch["label"].dtype == torch.int64
-        expected = torch.stack([torch.from_numpy(by_id[c]["audio"]) for c in batch["clip_id"]])
-        assert torch.equal(batch["audio"], expected)
 
 
 def test_map_style_sharding_and_rank_checks(written):
@@ -332,21 +376,104 @@ def test_map_style_sharding_and_rank_checks(written):
         shard_for_process(data, 2, 2)
 
 
-def test_source_is_stored_verbatim_in_the_manifest_and_ignored_by_readers(tmp_path):
-    import json
-
-    source = {"layout": "avvp", "paths": {"csv_path": "/x/a.csv"}, "skipped_missing": ["a", "b"], "n": 1.5}
-    out = write_shards(make_records(3), tmp_path / "out", CONFIG, source=source)
-    assert json.loads((out / MANIFEST_NAME).read_text())["source"] == source
-    assert len(load_shards(out, CONFIG).dataset) == 3
-    plain = write_shards(make_records(3), tmp_path / "plain", CONFIG)
-    assert "source" not in json.loads((plain / MANIFEST_NAME).read_text())
+# ============================================================================ FeatureSchema and the manifest
+SCHEMA = FeatureSchema.from_config(CONFIG)
+SIZES = {"num_frames": 6, "audio_feature_dim": 8, "video_feature_dim": 12, "video_spatial_size": 5,
+         "text_feature_dim": 20}
 
 
-@pytest.mark.parametrize("source, message", [({"path": object()}, "JSON-serialisable"),
-                                             ({"nan": float("nan")}, "JSON-serialisable"),
-                                             ({"ids": ("a", "b")}, "verbatim"), (["a"], "expected None or a dict")])
-def test_a_source_json_cannot_store_verbatim_is_refused_before_writing(tmp_path, source, message):
-    with pytest.raises(ValueError, match=f"source: .*{message}"):
+def test_schema_from_config_has_its_sizes_and_modalities_in_canonical_order():
+    schema = FeatureSchema.from_config(HDCIDConfig.tiny(modalities=["video", "audio"]))
+    assert schema == FeatureSchema(("audio", "video"), **SIZES)
+    assert schema.shape("audio") == (6, 8) and schema.shape("video") == (6, 5, 5, 12)
+    assert SCHEMA.shape("text") == (6, 20)
+    assert FeatureSchema.from_config(CONFIG, modalities=["video"]).modalities == ("video",)  # one is valid here
+    with pytest.raises(ValueError, match=r"modality 'text': expected one of the schema's modalities"):
+        schema.shape("text")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("modalities", [], r"modalities: expected a non-empty subset of \('audio', 'video', 'text'\) without "
+                       r"repeats, got \[\]"),
+    ("modalities", ["audio", "speech"], r"modalities: expected a non-empty subset .* got \['audio', 'speech'\]"),
+    ("modalities", ["video", "video"], r"modalities: expected .* without repeats, got \['video', 'video'\]"),
+    ("modalities", "audio", r"modalities: expected a non-empty subset .* got 'audio'"),
+    ("num_frames", 0, r"num_frames: expected a positive int, got 0"),
+    ("video_feature_dim", 12.0, r"video_feature_dim: expected a positive int, got 12.0"),
+    ("text_feature_dim", True, r"text_feature_dim: expected a positive int, got True"),
+])
+def test_invalid_schema_names_the_field_expected_and_actual(field, value, message):
+    with pytest.raises(ValueError, match=r"FeatureSchema\." + message):
+        FeatureSchema(**{"modalities": ("audio",), **SIZES, field: value})
+
+
+def test_schema_round_trips_through_the_manifest_and_gives_the_model_its_sizes():
+    stored = json.loads(json.dumps(SCHEMA.to_manifest()))
+    assert stored == {"config": {"modalities": ["audio", "video", "text"], **SIZES}}
+    assert FeatureSchema.from_manifest(stored, "hdcid_shards.json") == SCHEMA
+    assert SCHEMA.config_overrides() == SIZES
+    assert FeatureSchema.from_config(HDCIDConfig.tiny(**SCHEMA.config_overrides())) == SCHEMA
+
+
+@pytest.mark.parametrize("manifest, message", [
+    ({"num_rows": 3}, r"field 'config': expected an object with modalities and num_frames, .* got nothing"),
+    ({"config": [6]}, r"field 'config': expected an object .* got list \[6\]"),
+    ({"config": {"modalities": ["audio"]}}, r"field 'config.num_frames': missing \(fields present: \['modalities'\]\)"),
+    ({"config": {"modalities": ["audio"], **SIZES, "num_frames": "6"}},
+     r"field 'config.num_frames': expected a positive int, got '6'"),
+    ({"config": {**SIZES, "modalities": ["audio", "smell"]}},
+     r"field 'config.modalities': expected a non-empty subset .* got \['audio', 'smell'\]"),
+])
+def test_schema_of_a_bad_manifest_names_the_file_field_expected_and_actual(manifest, message):
+    with pytest.raises(ValueError, match=r"^shards/hdcid_shards.json: " + message):
+        FeatureSchema.from_manifest(manifest, "shards/hdcid_shards.json")
+
+
+def test_a_single_modality_schema_writes_and_loads_one_feature_column(tmp_path):
+    audio_only = FeatureSchema.from_config(CONFIG, modalities=["audio"])
+    records = [{k: v for k, v in make_record(i).items() if k not in ("video", "text")} for i in range(3)]
+    path = write_shards(records, tmp_path / "audio", audio_only)
+    data, collate_fn = load_shards(path, audio_only)
+    assert data.column_names == ["clip_id", "split", "label", "audio"]
+    assert list(collate_fn.model_inputs(collate_fn(data[:3]))) == ["audio"]
+    assert FeatureSchema.from_manifest(read_manifest(path)) == audio_only
+    with pytest.raises(ValueError, match=rf"{path}: column 'video': expected Array4D\(shape=\[6, 5, 5, 12\].*"
+                                         r"got no such column"):
+        load_shards(path, CONFIG)  # a config is checked as its schema
+
+
+def test_manifest_lists_the_dataset_files_and_keeps_the_source_verbatim(tmp_path, written):
+    source = {"layout": "ave", "converter_version": 2, "paths": {"root": "/data/AVE", "split": "train"},
+              "skipped_missing": ["clip9", "clip12"]}
+    path = write_shards(make_records(6), tmp_path / "s", CONFIG, num_shards=3, source=source)
+    manifest = read_manifest(path)
+    assert manifest["source"] == source
+    assert manifest["config"] == SCHEMA.to_manifest()["config"]
+    data, _ = load_shards(path, CONFIG)
+    files = [entry["filename"] for entry in manifest["files"]]
+    assert files == sorted(Path(f["filename"]).name for f in data.cache_files) and len(files) == 3
+    assert [entry["num_bytes"] for entry in manifest["files"]] == [os.path.getsize(path / f) for f in files]
+    assert read_manifest(written[0])["source"] is None
+
+
+@pytest.mark.parametrize("source, message", [
+    (["ave"], r"source: expected None or a JSON-serialisable dict, got list"),
+    ({"paths": {"root": Path("/data")}}, r"source\['paths'\]\['root'\]: expected a JSON value .* got PosixPath"),
+    ({"skipped": [1.0, float("nan")]}, r"source\['skipped'\]\[1\]: expected a finite number"),
+    ({1: "x"}, r"source: expected string keys \(JSON objects\), got key 1"),
+])
+def test_a_source_json_cannot_store_is_refused_before_anything_is_written(tmp_path, source, message):
+    with pytest.raises(ValueError, match=message):
         write_shards(make_records(2), tmp_path / "out", CONFIG, source=source)
     assert os.listdir(tmp_path) == []
+
+
+def test_the_shards_module_still_exports_every_public_name():
+    from hf_hdcid.data import batches, loading, shards, writing
+
+    for module in (schema_module, writing, loading, batches):
+        for name in module.__all__:
+            if name not in ("as_schema", "check_source", "write_manifest"):
+                assert getattr(shards, name) is getattr(module, name), name
+    assert shards.MANIFEST_NAME == "hdcid_shards.json" and shards.read_manifest is schema_module.read_manifest
+

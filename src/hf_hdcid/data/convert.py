@@ -33,7 +33,6 @@ third-party download.
 
 from __future__ import annotations
 
-import copy
 import io
 import os
 import pickle
@@ -57,6 +56,7 @@ from .layouts_labels import (
     read_categories,
     read_rows,
 )
+from .schema import FeatureSchema
 from .shards import SEGMENT_LABEL_COLUMNS, write_shards
 
 try:
@@ -484,12 +484,10 @@ def ucf_vggsound_records(csv_path, feature_dir, categories_path, modality: str, 
 
 
 # ============================================================================================ entry point
-def _shard_config(config: HDCIDConfig, modalities: list[str]) -> HDCIDConfig:
-    """A copy of ``config`` whose ``modalities`` are those a layout provides (schema only: a UCF<->VGG
-    side has a single modality, which is not a valid model config)."""
-    shard_config = copy.deepcopy(config)
-    shard_config.modalities = list(modalities)
-    return shard_config
+def _shard_schema(config: HDCIDConfig, modalities: list[str]) -> FeatureSchema:
+    """The :class:`~hf_hdcid.data.schema.FeatureSchema` of the modalities a layout provides, at
+    ``config``'s sizes (a UCF<->VGG side has a single modality: a valid schema, not a model config)."""
+    return FeatureSchema.from_config(config, modalities)
 
 
 _RECORDS = {"vggsound": vggsound_records, "vggsound81k": vggsound81k_records, "ave": ave_records,
@@ -603,7 +601,7 @@ def convert_features(layout: str, out_dir: str | os.PathLike, config: HDCIDConfi
         for record in tqdm(records, desc=f"Converting {layout}", unit="clip", total=total, disable=not progress):
             yield {k: v for k, v in record.items() if k in keep}
 
-    return write_shards(selected, out_dir, _shard_config(config, modalities), num_shards, with_text_features=False,
+    return write_shards(selected, out_dir, _shard_schema(config, modalities), num_shards, with_text_features=False,
                         with_prompt="text" in modalities, label_width=label_width, num_classes=num_classes,
                         overwrite=overwrite, source=source)
 

@@ -15,24 +15,20 @@ import torch
 
 from .config import PretrainConfig, PretrainConfigError
 
-# HDCIDConfig fields filled from the shard manifest unless given in model_config
-DATA_FIELDS = ("num_frames", "audio_feature_dim", "video_feature_dim", "video_spatial_size", "text_feature_dim")
-
-
 
 def build_model_config(cfg: PretrainConfig, data_path: Path):
-    """``HDCIDConfig.<preset>`` with the shard manifest's feature sizes and ``cfg.model_config``;
+    """``HDCIDConfig.<preset>`` with the feature sizes of the shards' schema
+    (``FeatureSchema.from_manifest(...).config_overrides()``), then ``cfg.model_config`` (which wins);
     ValueError if the config's modalities are not all in the shards."""
-    from ..data.shards import MANIFEST_NAME, read_manifest
+    from ..data.schema import MANIFEST_NAME, FeatureSchema, read_manifest
     from ..modeling import HDCIDConfig
 
     manifest_path = data_path / MANIFEST_NAME
     if not manifest_path.is_file():
         raise ValueError(f"data: {data_path} is not a shard folder (no {MANIFEST_NAME}); write one with "
                          "hf_hdcid.data.shards.write_shards or build_synthetic_shards")
-    manifest = read_manifest(data_path)
-    stored = manifest.get("config", {})
-    from_data = {k: stored[k] for k in DATA_FIELDS if k in stored and k not in cfg.model_config}
+    stored = FeatureSchema.from_manifest(read_manifest(data_path), manifest_path)
+    from_data = {k: v for k, v in stored.config_overrides().items() if k not in cfg.model_config}
     known = HDCIDConfig.tiny()  # PretrainedConfig would silently keep unknown keys as attributes
     unknown = sorted(k for k in cfg.model_config if not hasattr(known, k))
     if unknown:
@@ -41,7 +37,7 @@ def build_model_config(cfg: PretrainConfig, data_path: Path):
         config = getattr(HDCIDConfig, cfg.preset)(**{**from_data, **cfg.model_config})
     except (TypeError, ValueError) as err:
         raise ValueError(f"model_config: invalid HDCIDConfig for preset {cfg.preset!r}: {err}") from err
-    present = stored.get("modalities", [])
+    present = list(stored.modalities)
     missing = [m for m in config.modalities if m not in present]
     if missing:
         raise ValueError(f"data: the model's modalities {list(config.modalities)} need {missing}, which the shards "
