@@ -1,22 +1,11 @@
-"""Model cards and Hub upload of a saved H-DCID / DCID folder (``hf-hdcid card`` / ``hf-hdcid push``).
-
-A model folder is what ``save_pretrained`` writes (``config.json``, ``model.safetensors``, the
-remote-code ``*.py``), optionally with ``training_info.json`` (written by the pretraining loop),
-``eval_results.json`` (a list of :class:`huggingface_hub.EvalResult` fields) and figures
-(``toc_cosine.png``, ``loss_curves.png``, ``results.png``).
-
-:func:`push` uploads such a folder in one commit with ``HfApi.upload_folder``. It does not go through
-transformers' ``push_to_hub``, which replaces ``README.md`` with its own template card. Every argument
-and file is checked before the first network call.
-
-Importing this module is light: huggingface_hub and the model configuration are imported when a
-function runs.
+"""The model card of a saved H-DCID / DCID folder (``hf-hdcid card``): :func:`render_model_card` reads
+``config.json``, the safetensors headers, ``training_info.json``, ``eval_results.json`` and the
+figures present and fills ``model_cards/hdcid_card.md``; :func:`write_model_card` writes it as
+``README.md``. The folder verbs (:mod:`hf_hdcid.hub.folder`) call it whenever they change the folder.
 """
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import inspect
 import json
 import math
@@ -29,10 +18,6 @@ CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
 TRAINING_INFO_FILE = "training_info.json"
 EVAL_RESULTS_FILE = "eval_results.json"
-
-# What push uploads: top-level files only (checkpoints/ and other sub-folders never go up).
-UPLOAD_NAMES = (CONFIG_FILE, CARD_FILE, TRAINING_INFO_FILE, EVAL_RESULTS_FILE)
-UPLOAD_SUFFIXES = (".safetensors", ".safetensors.index.json", ".py", ".png")
 
 # Figures embedded in the card when present: file, heading, caption.
 FIGURES = (
@@ -127,21 +112,13 @@ def check_model_dir(model_dir: str | os.PathLike) -> Path:
     return folder
 
 
-def upload_files(model_dir: str | os.PathLike) -> list[str]:
-    """The files :func:`push` uploads: top-level config.json, *.safetensors (+ index), remote-code *.py,
-    README.md, *.png, training_info.json and eval_results.json; nothing in sub-folders."""
-    return sorted(p.name for p in Path(model_dir).iterdir()
-                  if p.is_file() and not p.name.startswith(".")
-                  and (p.name in UPLOAD_NAMES or p.name.endswith(UPLOAD_SUFFIXES)))
-
-
 def _load_config(folder: Path):
     """``config.json`` as a validated HDCIDConfig, plus the raw dict."""
     raw = _read_json(folder / CONFIG_FILE)
     if not isinstance(raw, dict) or raw.get("model_type") != "hdcid":
         got = raw.get("model_type") if isinstance(raw, dict) else type(raw).__name__
         raise ValueError(f"{folder / CONFIG_FILE}: expected model_type 'hdcid', got {got!r}")
-    from .modeling.configuration_hdcid import HDCIDConfig
+    from ..modeling.configuration_hdcid import HDCIDConfig
 
     return HDCIDConfig.from_dict(raw), raw
 
@@ -272,7 +249,7 @@ def _config_section(folder: Path, config, raw: dict) -> dict:
     inputs = "; ".join(f"{m} `[B, {', '.join(map(str, shape))}]`" for m, (shape, _) in shapes.items())
     weights = weight_files(folder)
     tensors = {}
-    from .loading import safetensors_header
+    from ..loading import safetensors_header
 
     for name in weights:
         tensors.update(safetensors_header(folder / name))
@@ -287,7 +264,7 @@ def _config_section(folder: Path, config, raw: dict) -> dict:
         ("Saved class", ", ".join(f"`{a}`" for a in raw.get("architectures") or []) or "–"),
         ("Modalities", ", ".join(config.modalities) + " (the order the multimodal EMA visits them)"),
         ("Hidden size D", f"{config.hidden_size} (width of the unified space and of every code)"),
-        ("Codebook size L", f"{config.codebook_size} codes per layer"),
+        ("Codes per layer", _codes_text(config)),
         ("Time steps T", str(config.num_frames)),
         ("Input features", inputs),
         ("Modality-general encoders", f"{config.num_transformer_layers}-layer transformer, "
@@ -299,6 +276,31 @@ def _config_section(folder: Path, config, raw: dict) -> dict:
         rows.append(("Weights dtype", f"{dtype} (codebooks are always kept in float32)"))
     return {"arch": arch, "num_layers": num_layers, "config_rows": [(n, v.replace("|", "\\|")) for n, v in rows],
             "has_heads": bool(heads), "shapes": shapes}
+
+
+def _codes_text(config) -> str:
+    """What the quantizer of every layer is and how many codes it has (``config.num_codes``)."""
+    n = config.num_codes
+    if config.quantizer == "fsq":
+        return f"{n} (FSQ: a fixed grid of levels {config.fsq_levels_or_default}, no learnt codebook)"
+    if config.quantizer == "fdt":
+        return f"{n} (FDT: a learnt bank of {n} tokens × {config.hidden_size} channels)"
+    if config.quantizer == "rvq":
+        return (f"{n} per stage ({config.num_quantizers} residual stages of multimodal EMA codebooks, "
+                f"{n} × {config.hidden_size} each)")
+    return f"{n} (a multimodal EMA codebook of {n} codes × {config.hidden_size} channels)"
+
+
+def _codes_phrase(config) -> str:
+    """The card's opening words about the codes of a layer."""
+    n, d = config.num_codes, config.hidden_size
+    if config.quantizer == "fsq":
+        return f"a fixed FSQ grid of {n} codes per layer, projected to {d} channels"
+    if config.quantizer == "fdt":
+        return f"a bank of {n} learnt tokens × {d} channels per layer"
+    if config.quantizer == "rvq":
+        return f"{config.num_quantizers} residual codebooks of {n} codes × {d} channels per layer"
+    return f"one codebook of {n} codes × {d} channels per layer"
 
 
 def _toc_section(config) -> dict:
@@ -317,7 +319,7 @@ def _toc_section(config) -> dict:
 
 
 def _options_section(config) -> dict:
-    from .modeling.configuration_hdcid import HDCIDConfig
+    from ..modeling.configuration_hdcid import HDCIDConfig
 
     defaults = HDCIDConfig.hdcid()
     option_rows = [(name, _cell(getattr(config, name)), _cell(getattr(defaults, name)), meaning)
@@ -390,7 +392,7 @@ def _health_section(info: dict | None, config) -> dict:
     for layer in sorted(found):
         values = found[layer]
         active = values.get("active_codes")
-        active = "–" if active is None else f"{active:.4g} / {config.codebook_size}"
+        active = "–" if active is None else f"{active:.4g} / {config.num_codes}"
         equal = "–" if values.get("equal_num") is None else f"{values['equal_num']:.4g}"
         perplexities = [values.get(f"perplexity/{m}") for m in order]
         rows.append((layer, active, equal, ["–" if p is None else f"{p:.4g}" for p in perplexities]))
@@ -455,13 +457,15 @@ def render_model_card(model_dir: str | os.PathLike, results: list | None = None,
     """
     from huggingface_hub import ModelCard, ModelCardData
 
-    from .model_cards import HDCID_CARD_TEMPLATE
+    from ..model_cards import HDCID_CARD_TEMPLATE
 
-    from .loading import check_model_folder
+    from ..loading import check_model_folder
 
     folder = check_model_dir(model_dir)
     check_model_folder(folder)  # a card describes the weights that are there
     if repo_id is not None:
+        from .push import check_repo_id
+
         check_repo_id(repo_id)
     config, raw = _load_config(folder)
     eval_results = _load_eval_results(folder, results)
@@ -491,7 +495,7 @@ def render_model_card(model_dir: str | os.PathLike, results: list | None = None,
         else "hierarchical dual cross-modal information disentanglement",
         num_layers=config.num_layers, modalities=list(config.modalities),
         modalities_text=", ".join(config.modalities), hidden_size=config.hidden_size,
-        codebook_size=config.codebook_size, num_frames=config.num_frames,
+        num_codes=config.num_codes, codes_phrase=_codes_phrase(config), num_frames=config.num_frames,
         active_code_threshold=config.active_code_threshold,
         paper_title=PAPER_TITLE, paper_url=PAPER_URL, paper_authors=", ".join(PAPER_AUTHORS),
         code_url=ORIGINAL_CODE_URL, bibtex=BIBTEX,
@@ -520,98 +524,6 @@ def write_model_card(model_dir: str | os.PathLike, results: list | None = None, 
     os.replace(tmp, path)  # a reader never sees half a card
     return path
 
-
-# =============================================================================================
-# Upload
-# =============================================================================================
-def check_repo_id(repo_id: Any) -> str:
-    """ValueError unless ``repo_id`` is ``ORG/NAME`` as the Hub accepts it."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    ok = isinstance(repo_id, str) and repo_id.count("/") == 1 and all(repo_id.split("/"))
-    if ok:
-        try:
-            validate_repo_id(repo_id)
-        except HFValidationError:
-            ok = False
-    if not ok:
-        raise ValueError(f"repo_id: expected 'ORG/NAME' (letters, digits, '-', '_', '.'; no '--' or '..'), "
-                         f"got {repo_id!r}")
-    return repo_id
-
-
-def transport_errors() -> tuple[type[BaseException], ...]:
-    """Connection failures as huggingface_hub's HTTP client raises them (httpx2 / httpx), plus the builtins."""
-    import importlib
-
-    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    for name in ("httpx2", "httpx"):
-        try:
-            errors.append(importlib.import_module(name).TransportError)
-        except (ImportError, AttributeError):
-            continue
-    return tuple(errors)
-
-
-def unreachable_hub(err: BaseException, consequence: str) -> OSError:
-    """One-line OSError for a refused, unreachable or timed-out Hub connection, naming the endpoint."""
-    from huggingface_hub import constants
-
-    return OSError(f"cannot reach the Hub at {constants.ENDPOINT} ({type(err).__name__}: {' '.join(str(err).split())})"
-                   f"; {consequence}")
-
-
-@contextlib.contextmanager
-def hub_connection(consequence: str = "nothing was uploaded"):
-    """Turn a connection failure inside the block into :func:`unreachable_hub`'s one-line OSError."""
-    try:
-        yield
-    except transport_errors() as err:
-        raise unreachable_hub(err, consequence) from None
-
-
-def push(model_dir: str | os.PathLike, repo_id: str, private: bool = False, revision: str | None = None,
-         commit_message: str = "Upload H-DCID model", token: str | None = None):
-    """Upload a saved H-DCID / DCID folder to the Hub repo ``repo_id`` in one commit.
-
-    Writes ``README.md`` first if the folder has none (an existing card is never replaced), creates the
-    repo (and the branch ``revision``) if needed, then commits config.json, the safetensors weights,
-    the remote-code ``*.py``, README.md, figures, training_info.json and eval_results.json; nothing
-    else (no checkpoints, no sub-folders). Returns the :class:`huggingface_hub.CommitInfo` (a str: the
-    commit URL). Bad folder, repo id, card or eval results, or no token: ValueError before any network call.
-    """
-    from huggingface_hub import HfApi, ModelCard, get_token
-
-    from .loading import check_model_folder
-
-    folder = check_model_dir(model_dir)
-    check_model_folder(folder)  # truncated / mismatched weights never reach the Hub
-    check_repo_id(repo_id)
-    if revision is not None and (not isinstance(revision, str) or not revision.strip()):
-        raise ValueError(f"revision: expected None or a branch name, got {revision!r}")
-    token = token or get_token()
-    if not token:
-        raise ValueError("no Hugging Face token: expected a token from `hf auth login`, the HF_TOKEN "
-                         "environment variable or token=..., got none")
-    card_path = folder / CARD_FILE
-    if card_path.is_file():
-        try:  # the Hub validates the metadata only once uploading has begun; fail here instead
-            ModelCard(card_path.read_text(encoding="utf-8"))
-        except Exception as err:  # noqa: BLE001 - yaml and metadata errors have many types
-            raise ValueError(f"{card_path}: expected a model card with valid YAML metadata, got {err}") from None
-    else:
-        write_model_card(folder, repo_id=repo_id)
-    files = upload_files(folder)
-
-    api = HfApi(token=token)
-    with hub_connection("nothing was uploaded"):  # refused, unreachable, timed out: nothing was committed
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        if revision is not None and revision != "main":
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        return api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
-                                 commit_message=commit_message, allow_patterns=[glob.escape(name) for name in files])
-
-
-__all__ = ["render_model_card", "write_model_card", "push", "upload_files", "check_model_dir", "check_repo_id",
-           "eval_results_from_dicts", "weight_files", "hub_connection", "transport_errors", "unreachable_hub",
-           "BEHAVIOUR_OPTIONS", "FIGURES", "PAPER_TITLE", "BIBTEX"]
+__all__ = ["render_model_card", "write_model_card", "check_model_dir", "eval_results_from_dicts", "weight_files",
+           "BEHAVIOUR_OPTIONS", "FIGURES", "PAPER_TITLE", "PAPER_AUTHORS", "PAPER_URL", "ORIGINAL_CODE_URL", "BIBTEX",
+           "CONFIG_FILE", "CARD_FILE", "TRAINING_INFO_FILE", "EVAL_RESULTS_FILE"]
