@@ -234,3 +234,24 @@ def test_the_card_says_to_install_from_a_checkout():
 
     template = HDCID_CARD_TEMPLATE.read_text()
     assert "pip install hf-hdcid" not in template and "`pip install <path-to-hf-hdcid-checkout>`" in template
+
+
+def test_the_readme_option_table_is_the_config_table():
+    from pathlib import Path
+
+    from hf_hdcid.hub import BEHAVIOUR_OPTIONS, paper_vs_original_table
+    from hf_hdcid.modeling.configuration_hdcid import PAPER_VS_ORIGINAL
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("<!-- paper-vs-original: begin -->\n")[1].split("<!-- paper-vs-original: end -->")[0]
+    assert block == paper_vs_original_table()  # regenerate the README block from the table when this fails
+    assert BEHAVIOUR_OPTIONS == {name: meaning for name, (_, meaning) in PAPER_VS_ORIGINAL.items()}
+
+
+def test_the_original_presets_are_the_config_table():
+    from hf_hdcid.modeling.configuration_hdcid import PAPER_VS_ORIGINAL
+
+    for preset, variant in ((HDCIDConfig.original_hdcid(), "hdcid"), (HDCIDConfig.original_dcid(), "dcid")):
+        for name, (original, _) in PAPER_VS_ORIGINAL.items():
+            expected = original[variant] if isinstance(original, dict) else original
+            assert getattr(preset, name) == expected, (variant, name)

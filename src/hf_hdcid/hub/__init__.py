@@ -11,7 +11,8 @@ model folder, so its config, figures, results and card agree.
 * :mod:`.folder` owns the folder (:func:`add_toc`, :func:`add_eval_results`, :func:`refresh_card`);
 * :mod:`.push` uploads it in one commit (:func:`push`, ``hf-hdcid push``).
 
-Importing this package is light: huggingface_hub and the model are imported when a function runs.
+Importing this package costs no more than importing hf_hdcid: huggingface_hub is imported when a
+function runs.
 """
 
 from .card import (
@@ -28,6 +29,7 @@ from .card import (
     TRAINING_INFO_FILE,
     check_model_dir,
     eval_results_from_dicts,
+    paper_vs_original_table,
     render_model_card,
     weight_files,
     write_model_card,
@@ -55,7 +57,7 @@ from .push import (
 )
 
 __all__ = ["render_model_card", "write_model_card", "push", "upload_files", "check_model_dir", "check_repo_id",
-           "eval_results_from_dicts", "weight_files", "hub_connection", "transport_errors", "unreachable_hub",
+           "eval_results_from_dicts", "weight_files", "paper_vs_original_table", "hub_connection", "transport_errors", "unreachable_hub",
            "add_toc", "add_eval_results", "set_eval_results", "refresh_card", "write_toc_files",
            "BEHAVIOUR_OPTIONS", "FIGURES", "PAPER_TITLE", "PAPER_AUTHORS", "PAPER_URL", "ORIGINAL_CODE_URL", "BIBTEX",
            "CONFIG_FILE", "CARD_FILE", "TRAINING_INFO_FILE", "EVAL_RESULTS_FILE", "DOWNSTREAM_RESULTS_FILE",

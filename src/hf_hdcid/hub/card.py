@@ -14,6 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..modeling.configuration_hdcid import PAPER_VS_ORIGINAL
+
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
 TRAINING_INFO_FILE = "training_info.json"
@@ -48,27 +50,24 @@ BIBTEX = """@article{huang2024unlocking,
   year      = {2023}
 }"""
 
-# The HDCIDConfig options where the paper and the authors' code differ (the original_* presets),
-# with what each value means; the card lists those that differ from HDCIDConfig.hdcid().
-BEHAVIOUR_OPTIONS = {
-    "video_spatial_pooling": "pooling of the channel-attended video map over positions: `sum` is the "
-                             "original code, `mean` the same up to a factor H·W",
-    "commitment_own_weight": "weight (×β) of the own-modality commitment term; original 2.0, paper 1.0",
-    "commitment_cross_weight": "total weight (×β) of the cross-modal commitment terms; original 1.0, paper 0.0",
-    "ema_self_weight": "multimodal EMA: weight of a code's own-modality features (original 0.5)",
-    "codebook_init_bound": "codes start U(-b, b); `None` is 1/codebook_size, the original 1/400",
-    "codebook_init_count": "initial EMA usage count of every code (original 0)",
-    "dead_code_reset": "`full` keeps a reset code in the EMA statistics; `stale_ema` is the original "
-                       "(overwritten by the next update); `none` disables resets",
-    "use_cmcm": "cross-modal code matching loss (paper eq. 14 and DCID code: on; original H-DCID code: off)",
-    "cpc_softmax_over": "InfoNCE normalisation: `predictions` is the original code, `targets` the paper's eq. 13",
-    "club_estimator": "`sampled` is the original CLUB estimator, `full` the paper's eq. 12",
-    "club_input": "what CLUB conditions on: `quantized` (original) or `semantic` (paper)",
-    "club_min_estimate": "lower clamp of the CLUB MI term (default 0.0, a stabiliser in neither the paper nor "
-                         "the original; `None` = the raw estimate, as the original)",
-    "detach_reconstruction_targets": "stop gradients through trainable reconstruction targets (original: no)",
-    "update_upper_codebooks_before_warm_start": "update the layer-2 codebook before its warm start (original: yes)",
-}
+# The HDCIDConfig options where the paper and the authors' code differ, with what each value means
+# (read from the one table, modeling/configuration_hdcid.PAPER_VS_ORIGINAL); the card lists those
+# that differ from HDCIDConfig.hdcid().
+BEHAVIOUR_OPTIONS = {name: meaning for name, (_, meaning) in PAPER_VS_ORIGINAL.items()}
+
+
+def paper_vs_original_table() -> str:
+    """PAPER_VS_ORIGINAL as the Markdown table of the README (between its ``paper-vs-original`` markers):
+    option, ``HDCIDConfig.hdcid()`` default, the original code's value, meaning."""
+    from ..modeling.configuration_hdcid import HDCIDConfig
+
+    defaults = HDCIDConfig.hdcid()
+    lines = ["| Option | `hdcid()` default | Original code | Meaning |", "|---|---|---|---|"]
+    for name, (original, meaning) in PAPER_VS_ORIGINAL.items():
+        value = (", ".join(f"`{_cell(v)}` ({'H-DCID' if k == 'hdcid' else 'DCID'})" for k, v in original.items())
+                 if isinstance(original, dict) else f"`{_cell(original)}`")
+        lines.append(f"| `{name}` | `{_cell(getattr(defaults, name))}` | {value} | {meaning} |")
+    return "\n".join(lines) + "\n"
 
 # pretrain_config keys about where and how a run was stored, not how the model was trained
 _RUN_LOGISTICS = {"data", "output_dir", "resume_from_checkpoint", "progress", "num_workers", "save_rank_states",
@@ -525,5 +524,6 @@ def write_model_card(model_dir: str | os.PathLike, results: list | None = None, 
     return path
 
 __all__ = ["render_model_card", "write_model_card", "check_model_dir", "eval_results_from_dicts", "weight_files",
+           "paper_vs_original_table",
            "BEHAVIOUR_OPTIONS", "FIGURES", "PAPER_TITLE", "PAPER_AUTHORS", "PAPER_URL", "ORIGINAL_CODE_URL", "BIBTEX",
            "CONFIG_FILE", "CARD_FILE", "TRAINING_INFO_FILE", "EVAL_RESULTS_FILE"]
