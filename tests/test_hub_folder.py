@@ -255,3 +255,28 @@ def test_the_original_presets_are_the_config_table():
         for name, (original, _) in PAPER_VS_ORIGINAL.items():
             expected = original[variant] if isinstance(original, dict) else original
             assert getattr(preset, name) == expected, (variant, name)
+
+
+@pytest.mark.parametrize("name, parts", [
+    ("recon/audio/layer1", ("recon", "audio", 1)), ("cpc/layer2", ("cpc", None, 2)),
+    ("perplexity_stage0/video/layer1", ("perplexity_stage0", "video", 1)), ("loss", ("loss", None, None)),
+    ("club_lr", ("club_lr", None, None)),
+])
+def test_loss_term_names_are_built_and_parsed_by_one_pair_of_helpers(name, parts):
+    from hf_hdcid.modeling.modeling_hdcid import parse_term_name, term_name
+
+    assert tuple(parse_term_name(name)) == parts
+    if parts[2] is not None:
+        assert term_name(parts[0], parts[2], parts[1]) == name
+
+
+def test_every_loss_and_diagnostic_of_the_model_parses_back():
+    from hf_hdcid.modeling.modeling_hdcid import parse_term_name, term_name
+
+    config = HDCIDConfig.tiny(warm_start_epoch=0)
+    torch.manual_seed(0)
+    out = HDCIDForPreTraining(config).train().compute_losses(make_batch(config), epoch=0)
+    for name in [*out.losses, *out.diagnostics]:
+        term = parse_term_name(name)
+        assert term.layer in (1, 2) and term_name(term.family, term.layer, term.modality) == name, name
+    assert {parse_term_name(n).family for n in out.losses} >= {"recon", "commit", "mi", "cpc", "total"}

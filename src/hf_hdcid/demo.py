@@ -160,6 +160,7 @@ def _run_demo(seed: int, batch_size: int, output_dir: Path, epochs: int, pretrai
     from .downstream.grid import run_grid
     from .data.text import TextFeatureExtractor, default_offline_text_model
     from .hub.folder import TOC_FIGURE, TOC_SUMMARY_FILE, add_eval_results
+    from .modeling.modeling_hdcid import term_name
     from .training.loop import PretrainConfig, pretrain
     from .training.plots import read_log
 
@@ -189,10 +190,10 @@ def _run_demo(seed: int, batch_size: int, output_dir: Path, epochs: int, pretrai
         log = read_log(run_dir / "train_log.jsonl")
         for epoch in range(epochs):
             records = [r for r in log if r["epoch"] == epoch]
-            layers = "  ".join(f"layer{k + 1} {sum(r[f'total/layer{k + 1}'] for r in records) / len(records):.3f}"
-                               for k in range(num_layers) if f"total/layer{k + 1}" in records[0])
+            layers = "  ".join(f"layer{k} {sum(r[term_name('total', k)] for r in records) / len(records):.3f}"
+                               for k in range(1, num_layers + 1) if term_name("total", k) in records[0])
             print(f"   epoch {epoch}: mean L_k {layers}  (cpc layer1 "
-                  f"{sum(r['cpc/layer1'] for r in records) / len(records):.3f})")
+                  f"{sum(r[term_name('cpc', 1)] for r in records) / len(records):.3f})")
 
         encoder = AutoModel.from_pretrained(model_dir).eval()
         config = encoder.config

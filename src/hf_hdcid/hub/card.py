@@ -77,7 +77,8 @@ _RUN_LOGISTICS = {"data", "output_dir", "resume_from_checkpoint", "progress", "n
 EVAL_REQUIRED = ("task_type", "dataset_type", "dataset_name", "metric_type", "metric_value")
 EVAL_OPTIONAL = ("task_name", "dataset_split", "dataset_config", "metric_name", "source_name", "source_url")
 
-_METRIC_KEY = re.compile(r"^(active_codes|equal_num|perplexity/(?P<modality>[^/]+))/layer(?P<layer>\d+)$")
+# the codebook-health families of the card (names built by modeling_hdcid.term_name)
+_HEALTH_FAMILIES = ("active_codes", "equal_num", "perplexity")
 _GENERIC_FOLDER_NAMES = {"", ".", "model", "final", "final_model", "checkpoint", "output", "outputs"}
 
 
@@ -369,31 +370,42 @@ def _training_section(info: dict | None, num_layers: int) -> dict:
         if key not in _RUN_LOGISTICS:
             procedure_rows.append((f"`{key}`", _cell(value)))
     metrics = _dict(info.get("final_metrics"))
-    loss_rows = [(k, _cell(v)) for k, v in metrics.items()
-                 if _number(v) is not None and (k == "loss" or (re.match(r"^total/layer\d+$", k)
-                                                                and int(k[len("total/layer"):]) <= num_layers))]
+    from ..modeling.modeling_hdcid import parse_term_name
+
+    def is_loss(key):
+        term = parse_term_name(key)
+        return key == "loss" or (term.family == "total" and term.modality is None and term.layer is not None
+                                 and term.layer <= num_layers)
+
+    loss_rows = [(k, _cell(v)) for k, v in metrics.items() if _number(v) is not None and is_loss(k)]
     note = "" if data_rows or procedure_rows else f"`{TRAINING_INFO_FILE}` records no training data or settings."
     return {"training_note": note, "data_rows": data_rows, "procedure_rows": procedure_rows, "loss_rows": loss_rows}
 
 
 def _health_section(info: dict | None, config) -> dict:
+    from ..modeling.modeling_hdcid import parse_term_name
+
     metrics = _dict(_dict(info).get("final_metrics"))
     found: dict[int, dict] = {}
     modalities = set()
+
     for key, value in metrics.items():
-        match = _METRIC_KEY.match(key)
-        if match and _number(value) is not None and int(match["layer"]) <= config.num_layers:
-            found.setdefault(int(match["layer"]), {})[key.rsplit("/", 1)[0]] = value
-            if match["modality"]:
-                modalities.add(match["modality"])
+        term = parse_term_name(key)
+        per_modality = term.family == "perplexity"
+        if (term.family in _HEALTH_FAMILIES and term.layer is not None and (term.modality is not None) == per_modality
+                and _number(value) is not None and term.layer <= config.num_layers):
+            found.setdefault(term.layer, {})[term.family, term.modality] = value
+            if per_modality:
+                modalities.add(term.modality)
     order = [m for m in config.modalities if m in modalities] + sorted(modalities - set(config.modalities))
     rows = []
     for layer in sorted(found):
         values = found[layer]
-        active = values.get("active_codes")
+        active = values.get(("active_codes", None))
         active = "–" if active is None else f"{active:.4g} / {config.num_codes}"
-        equal = "–" if values.get("equal_num") is None else f"{values['equal_num']:.4g}"
-        perplexities = [values.get(f"perplexity/{m}") for m in order]
+        equal = values.get(("equal_num", None))
+        equal = "–" if equal is None else f"{equal:.4g}"
+        perplexities = [values.get(("perplexity", m)) for m in order]
         rows.append((layer, active, equal, ["–" if p is None else f"{p:.4g}" for p in perplexities]))
     return {"health_rows": rows, "health_modalities": order}
 
