@@ -280,3 +280,14 @@ def test_every_loss_and_diagnostic_of_the_model_parses_back():
         term = parse_term_name(name)
         assert term.layer in (1, 2) and term_name(term.family, term.layer, term.modality) == name, name
     assert {parse_term_name(n).family for n in out.losses} >= {"recon", "commit", "mi", "cpc", "total"}
+
+
+def test_add_eval_results_keeps_a_hand_written_card(tmp_path):
+    saved(tmp_path / "m")
+    own = "---\nlicense: mit\n---\n\n# My own card\n"
+    (tmp_path / "m" / "README.md").write_text(own)
+    add_eval_results(tmp_path / "m", [record()])
+    assert (tmp_path / "m" / "README.md").read_text() == own
+    assert len(json.loads((tmp_path / "m" / "eval_results.json").read_text())) == 1
+    refresh_card(tmp_path / "m")  # hf-hdcid card: asked for, so rewritten
+    assert "AVE V→A, all channels, paper protocol" in (tmp_path / "m" / "README.md").read_text()

@@ -44,10 +44,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"  {name}: {100 * stats['mean']:.2f} ± {100 * stats['std']:.2f} %  (seeds {record['seeds']})")
     print(f"wrote {record['path']}")
     if args.to_card is not None:
-        from .hub.folder import add_eval_results
+        from .hub.folder import add_eval_results, is_own_card
 
+        own = is_own_card(args.to_card)
         card = add_eval_results(args.to_card, [record])
-        print(f"added the results to {args.to_card} (eval_results.json, results.png) and rewrote {card}")
+        print(f"added the result to {args.to_card} (eval_results.json, results.png); "
+              + (f"rewrote {card}" if own else f"kept the hand-written {card}"))
     return 0
 
 

@@ -41,6 +41,7 @@ from .folder import (
     TOC_SUMMARY_FILE,
     add_eval_results,
     add_toc,
+    is_own_card,
     refresh_card,
     set_eval_results,
     write_toc_files,
@@ -58,7 +59,7 @@ from .push import (
 
 __all__ = ["render_model_card", "write_model_card", "push", "upload_files", "check_model_dir", "check_repo_id",
            "eval_results_from_dicts", "weight_files", "paper_vs_original_table", "hub_connection", "transport_errors", "unreachable_hub",
-           "add_toc", "add_eval_results", "set_eval_results", "refresh_card", "write_toc_files",
+           "add_toc", "add_eval_results", "set_eval_results", "refresh_card", "is_own_card", "write_toc_files",
            "BEHAVIOUR_OPTIONS", "FIGURES", "PAPER_TITLE", "PAPER_AUTHORS", "PAPER_URL", "ORIGINAL_CODE_URL", "BIBTEX",
            "CONFIG_FILE", "CARD_FILE", "TRAINING_INFO_FILE", "EVAL_RESULTS_FILE", "DOWNSTREAM_RESULTS_FILE",
            "RESULTS_FIGURE", "TOC_FIGURE", "TOC_SUMMARY_FILE", "UPLOAD_NAMES", "UPLOAD_SUFFIXES"]

@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 
 from .card import (
+    CARD_FILE,
     CONFIG_FILE,
     EVAL_RESULTS_FILE,
     TRAINING_INFO_FILE,
@@ -48,9 +49,23 @@ def _write_json(path: Path, value) -> None:
     os.replace(tmp, path)
 
 
-def refresh_card(folder: str | os.PathLike, repo_id: str | None = None) -> Path:
+# a sentence of every card render_model_card writes (model_cards/hdcid_card.md): a README.md without it
+# was written by hand
+OWN_CARD_MARK = "Packaged with the `hf-hdcid` Python package"
+
+
+def is_own_card(folder: str | os.PathLike) -> bool:
+    """Whether ``folder/README.md`` is missing or a card this package rendered (not a hand-written one)."""
+    path = Path(folder) / CARD_FILE
+    return not path.is_file() or OWN_CARD_MARK in path.read_text(encoding="utf-8", errors="replace")
+
+
+def refresh_card(folder: str | os.PathLike, repo_id: str | None = None, *, keep_hand_written: bool = False) -> Path:
     """Re-render ``README.md`` from the folder's config, weights, ``training_info.json``,
-    ``eval_results.json`` and figures; returns its path."""
+    ``eval_results.json`` and figures; returns its path. With ``keep_hand_written`` a hand-written
+    card (:func:`is_own_card` false) is left as it is."""
+    if keep_hand_written and not is_own_card(folder):
+        return Path(folder) / CARD_FILE
     return write_model_card(folder, repo_id=repo_id)
 
 
@@ -182,7 +197,8 @@ def add_eval_results(folder: str | os.PathLike, records: list[dict], *, repo_id:
     merged into ``downstream_results.json`` (a record replaces an older one with the same
     :func:`~hf_hdcid.downstream.report.record_key`), converted into ``eval_results.json`` (one
     model-index entry per task, direction, TOC setting and protocol), drawn as ``results.png``, and
-    the card refreshed. Holds the folder's lock; returns the card's path."""
+    the card refreshed (a hand-written ``README.md`` is kept: :func:`is_own_card`). Holds the folder's
+    lock; returns the card's path."""
     from ..downstream.report import eval_results, record_key
     from ..folders import exclusive_folder
 
@@ -204,7 +220,7 @@ def add_eval_results(folder: str | os.PathLike, records: list[dict], *, repo_id:
         for r in new:  # the last of several records with one key wins
             merged = [m for m in merged if record_key(m) != record_key(r)] + [r]
         _write_results(folder, merged, foreign)
-        return refresh_card(folder, repo_id=repo_id)
+        return refresh_card(folder, repo_id=repo_id, keep_hand_written=True)
 
 
 def set_eval_results(folder: str | os.PathLike, results: list, *, repo_id: str | None = None) -> Path:
@@ -223,5 +239,5 @@ def set_eval_results(folder: str | os.PathLike, results: list, *, repo_id: str |
         return refresh_card(folder, repo_id=repo_id)
 
 
-__all__ = ["add_toc", "add_eval_results", "set_eval_results", "refresh_card", "write_toc_files", "DOWNSTREAM_RESULTS_FILE",
+__all__ = ["add_toc", "add_eval_results", "set_eval_results", "refresh_card", "is_own_card", "OWN_CARD_MARK", "write_toc_files", "DOWNSTREAM_RESULTS_FILE",
            "RESULTS_FIGURE", "TOC_FIGURE", "TOC_SUMMARY_FILE"]
