@@ -195,6 +195,9 @@ def test_cli_evaluate_to_card_adds_the_run_to_the_folder(tmp_path, capsys):
     assert (tmp_path / "m" / "results.png").read_bytes().startswith(PNG) and "results.png" in card.text
     # a bad --to-card fails before the evaluation
     assert main(["evaluate", str(tmp_path / "m"), "--direction", "a2v", *common[:-1], str(tmp_path / "nowhere")]) == 2
+    saved(tmp_path / "other")
+    assert main(["evaluate", str(tmp_path / "m"), "--direction", "a2v", *common[:-1], str(tmp_path / "other")]) == 2
+    assert "--to-card: expected the evaluated model folder" in capsys.readouterr().err
     assert len(list((tmp_path / "runs").glob("*.json"))) == 2
 
 

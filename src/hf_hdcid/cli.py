@@ -27,12 +27,17 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .downstream import evaluate_downstream
 
     if args.to_card is not None:
         from .hub import check_model_dir
 
         check_model_dir(args.to_card)  # a bad --to-card fails before the evaluation
+        if Path(args.model).is_dir() and Path(args.model).resolve() != Path(args.to_card).resolve():
+            raise ValueError(f"--to-card: expected the evaluated model folder {args.model!r}, got {args.to_card!r} "
+                             "(a card describes its own model's results)")
     record = evaluate_downstream(args.model, args.task, args.direction, args.data, args.test_data,
                                  protocol=args.protocol, toc=args.toc, toc_channels=args.toc_channels,
                                  layers=args.layers, seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size,
