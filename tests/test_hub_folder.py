@@ -294,3 +294,19 @@ def test_add_eval_results_keeps_a_hand_written_card(tmp_path):
     assert len(json.loads((tmp_path / "m" / "eval_results.json").read_text())) == 1
     refresh_card(tmp_path / "m")  # hf-hdcid card: asked for, so rewritten
     assert "AVE V→A, all channels, paper protocol" in (tmp_path / "m" / "README.md").read_text()
+
+
+def test_a_run_with_several_metrics_is_one_entry_with_the_main_metric_first(tmp_path):
+    saved(tmp_path / "m")
+    run = record("avvp", "a2v", protocol="heldout")
+    run["main_metric"] = "f1"
+    run["metrics"] = {"precision": {"mean": 0.61, "std": 0.0}, "recall": {"mean": 0.42, "std": 0.0},
+                      "f1": {"mean": 0.5, "std": 0.0}}
+    add_eval_results(tmp_path / "m", [run, record()])
+    card, meta, parsed = card_meta(tmp_path / "m")
+    entries = meta["model-index"][0]["results"]
+    assert [e["task"]["name"] for e in entries] == ["AVE V→A, all channels, paper protocol",
+                                                    "AVVP A→V, all channels, heldout protocol"]
+    assert [(m["type"], m["value"]) for m in entries[1]["metrics"]] == [("f1", 0.5), ("precision", 0.61),
+                                                                         ("recall", 0.42)]
+    assert parsed == card.data.eval_results and len(parsed) == 4
