@@ -158,6 +158,8 @@ def test_cli_toc_writes_config_figure_summary_and_a_card_that_agree(tmp_path, ca
     # the run without TOC still holds for the new folder; the TOC run used other channels
     assert [r["toc"]["enabled"] for r in json.loads((out / "downstream_results.json").read_text())] == [False]
     card, meta, parsed = card_meta(out)
+    assert card.text.startswith("\n# t\n")  # titled by the folder's name, not its temporary one
+    assert meta["model-index"][0]["name"] == "t"
     assert [e.task_name for e in parsed] == ["AVE V→A, all channels, paper protocol"]
     text = card.text
     assert "| 1 | 6 of 16 | " + ", ".join(map(str, summary["channels"][0])) + " |" in text

@@ -449,14 +449,15 @@ def _limitations(config, info: dict | None, results: list) -> list[str]:
     return lines
 
 
-def _model_name(folder: Path, repo_id: str | None, arch: str, modalities) -> str:
+def _model_name(folder: Path, repo_id: str | None, arch: str, modalities, folder_name: str | None = None) -> str:
     if repo_id:
         return repo_id.split("/")[-1]
-    name = folder.resolve().name
+    name = folder_name if folder_name is not None else folder.resolve().name
     return name if name.lower() not in _GENERIC_FOLDER_NAMES else f"{arch.lower()}-{'-'.join(modalities)}"
 
 
-def render_model_card(model_dir: str | os.PathLike, results: list | None = None, *, repo_id: str | None = None):
+def render_model_card(model_dir: str | os.PathLike, results: list | None = None, *, repo_id: str | None = None,
+                      folder_name: str | None = None):
     """The model card of a saved H-DCID / DCID folder as a :class:`huggingface_hub.ModelCard`.
 
     Reads ``config.json`` (architecture, modalities, sizes, TOC channels, options that differ from
@@ -464,7 +465,9 @@ def render_model_card(model_dir: str | os.PathLike, results: list | None = None,
     procedure, final losses, codebook health) and the figures present. ``results`` (a list of
     :class:`huggingface_hub.EvalResult` field dicts; default: ``eval_results.json`` of the folder when
     present) become a table and the ``model-index`` metadata. ``repo_id`` goes into the usage
-    examples (default placeholder ``ORG/NAME``). Raises ValueError for a bad folder, config or result.
+    examples (default placeholder ``ORG/NAME``); the card's title is the repo's name, else
+    ``folder_name`` (default: the folder's own name; for a folder written under a temporary name).
+    Raises ValueError for a bad folder, config or result.
     """
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -487,7 +490,7 @@ def render_model_card(model_dir: str | os.PathLike, results: list | None = None,
 
     cfg = _config_section(folder, config, raw)
     toc = _toc_section(config)
-    name = _model_name(folder, repo_id, cfg["arch"], config.modalities)
+    name = _model_name(folder, repo_id, cfg["arch"], config.modalities, folder_name)
     tags = ["hdcid", "dcid" if config.num_layers == 1 else "h-dcid", "multimodal", "vector-quantization",
             "discrete-representation", "cross-modal-generalization", *config.modalities, "custom_code"]
     if toc["toc_rows"]:
@@ -526,9 +529,9 @@ def render_model_card(model_dir: str | os.PathLike, results: list | None = None,
 
 
 def write_model_card(model_dir: str | os.PathLike, results: list | None = None, *,
-                     repo_id: str | None = None) -> Path:
+                     repo_id: str | None = None, folder_name: str | None = None) -> Path:
     """Render the card (:func:`render_model_card`) and write it to ``model_dir/README.md``; returns the path."""
-    card = render_model_card(model_dir, results, repo_id=repo_id)
+    card = render_model_card(model_dir, results, repo_id=repo_id, folder_name=folder_name)
     path = Path(model_dir) / CARD_FILE
     tmp = path.with_name(f".{CARD_FILE}.tmp")
     tmp.write_text(str(card), encoding="utf-8")

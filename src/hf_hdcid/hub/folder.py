@@ -60,13 +60,15 @@ def is_own_card(folder: str | os.PathLike) -> bool:
     return not path.is_file() or OWN_CARD_MARK in path.read_text(encoding="utf-8", errors="replace")
 
 
-def refresh_card(folder: str | os.PathLike, repo_id: str | None = None, *, keep_hand_written: bool = False) -> Path:
+def refresh_card(folder: str | os.PathLike, repo_id: str | None = None, *, keep_hand_written: bool = False,
+                 folder_name: str | None = None) -> Path:
     """Re-render ``README.md`` from the folder's config, weights, ``training_info.json``,
     ``eval_results.json`` and figures; returns its path. With ``keep_hand_written`` a hand-written
-    card (:func:`is_own_card` false) is left as it is."""
+    card (:func:`is_own_card` false) is left as it is. ``folder_name``: the name the folder will have
+    (its title) when it is written under a temporary name."""
     if keep_hand_written and not is_own_card(folder):
         return Path(folder) / CARD_FILE
-    return write_model_card(folder, repo_id=repo_id)
+    return write_model_card(folder, repo_id=repo_id, folder_name=folder_name)
 
 
 # =============================================================================================
@@ -146,7 +148,7 @@ def add_toc(folder: str | os.PathLike, num_channels: int, *, lam: float = 0.7, n
                 shutil.copyfile(Path(name) / carried, tmp / carried)
         if records:
             _write_results(tmp, records, [])
-        refresh_card(tmp, repo_id=repo_id)
+        refresh_card(tmp, repo_id=repo_id, folder_name=target.absolute().name)
     summary["out_dir"] = str(target)
     return summary
 

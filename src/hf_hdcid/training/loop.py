@@ -179,7 +179,7 @@ def write_model_folder(run: Run, model_dir: Path, train_time: float) -> None:
         shutil.copyfile(run.output_dir / LOSS_PLOT_FILE, model_dir / LOSS_PLOT_FILE)
     if run.toc_num_channels:
         write_toc_files(model_dir, model, source=str(run.output_dir / MODEL_DIR), figure=cfg.plot)
-    refresh_card(model_dir, repo_id=cfg.hub_model_id if cfg.push_to_hub else None)
+    refresh_card(model_dir, repo_id=cfg.hub_model_id if cfg.push_to_hub else None, folder_name=MODEL_DIR)
 
 
 def finish(run: Run, train_time: float) -> Path:
