@@ -112,7 +112,10 @@ class HDCIDConfig(PretrainedConfig):
     128, BERT-base text tokens 768 through a 2-layer BiLSTM of 2x128, 2 transformer layers x 4 heads
     x FFN 1024, beta=0.25, gamma=0.99, eps=1e-5, dead-code thresholds 300/100, layer-2 warm start at
     epoch 3 with weight 0.3). Presets: :meth:`hdcid`, :meth:`dcid`, :meth:`tiny`,
-    :meth:`original_hdcid`, :meth:`original_dcid`.
+    :meth:`original_hdcid`, :meth:`original_dcid`. The options where the paper and the original code
+    differ, with the original's values, are listed once in the module's ``PAPER_VS_ORIGINAL`` (the
+    source of the ``original_*`` presets and of the model card's option table); each is explained
+    in full below, where it is read.
 
     Architecture
         num_layers (int): 1 = DCID, 2 = H-DCID (layers > 2 stack further the same way: layer k takes
