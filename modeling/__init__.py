@@ -9,6 +9,9 @@ from .modeling_hdcid import (
     HDCIDPreTrainedModel,
     HDCIDPreTrainingFeatures,
     HDCIDPreTrainingOutput,
+    TermName,
+    parse_term_name,
+    term_name,
 )
 from .quantization_hdcid import MultimodalEMACodebook
 from .quantizers_hdcid import FiniteDiscreteTokens, FiniteScalarQuantizer, ResidualEMACodebook, build_quantizer, sparsemax
@@ -17,7 +20,7 @@ from .toc_hdcid import inter_code_similarity, inter_code_variance, select_channe
 
 __all__ = [
     "MODALITIES", "HDCIDConfig", "HDCIDModel", "HDCIDForPreTraining", "HDCIDPreTrainedModel",
-    "HDCIDEncoderOutput", "HDCIDModelOutput", "HDCIDPreTrainingOutput", "HDCIDPreTrainingFeatures",
+    "HDCIDEncoderOutput", "HDCIDModelOutput", "HDCIDPreTrainingOutput", "HDCIDPreTrainingFeatures", "TermName", "term_name", "parse_term_name",
     "MultimodalEMACodebook", "ResidualEMACodebook", "FiniteScalarQuantizer", "FiniteDiscreteTokens",
     "build_quantizer", "sparsemax", "AutocastLSTM", "lstm_runs_in_autocast_dtype", "inter_code_similarity", "inter_code_variance", "toc_scores", "select_channels",
 ]

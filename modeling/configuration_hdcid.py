@@ -39,22 +39,44 @@ _PRESET_TINY = dict(
     active_code_threshold=10,
 )
 
-# The behaviour of the authors' code (github haihuangcode/TOC_H-DCID @7eb9588, CMG for DCID).
-_PRESET_ORIGINAL = dict(
-    video_spatial_pooling="sum",
-    commitment_own_weight=2.0,
-    commitment_cross_weight=1.0,
-    ema_self_weight=0.5,
-    codebook_init_bound=1.0 / 400.0,
-    codebook_init_count=0.0,
-    dead_code_reset="stale_ema",
-    cpc_softmax_over="predictions",
-    club_estimator="sampled",
-    club_input="quantized",
-    club_min_estimate=None,
-    detach_reconstruction_targets=False,
-    update_upper_codebooks_before_warm_start=True,
-)
+# The options where the paper and the authors' code (github haihuangcode/TOC_H-DCID @7eb9588, CMG for
+# DCID) differ: per option the original code's value (what original_hdcid() / original_dcid() set; a
+# dict where the two original repositories differ) and what the values mean. The one table the
+# original_* presets, the model card (hf_hdcid.hub) and the README's option table are built from.
+PAPER_VS_ORIGINAL = {
+    "video_spatial_pooling": ("sum", "pooling of the channel-attended video map over positions: `sum` is the "
+                                     "original code, `mean` the same up to a factor H·W"),
+    "commitment_own_weight": (2.0, "weight (×β) of the own-modality commitment term; original 2.0, paper 1.0"),
+    "commitment_cross_weight": (1.0, "total weight (×β) of the cross-modal commitment terms; original 1.0, "
+                                     "paper 0.0"),
+    "ema_self_weight": (0.5, "multimodal EMA: weight of a code's own-modality features (original 0.5)"),
+    "codebook_init_bound": (1.0 / 400.0, "codes start U(-b, b); `None` is 1/codebook_size, the original 1/400"),
+    "codebook_init_count": (0.0, "initial EMA usage count of every code (original 0)"),
+    "dead_code_reset": ("stale_ema", "`full` keeps a reset code in the EMA statistics; `stale_ema` is the "
+                                     "original (overwritten by the next update); `none` disables resets"),
+    "use_cmcm": ({"hdcid": False, "dcid": True}, "cross-modal code matching loss (paper eq. 14 and DCID code: "
+                                                 "on; original H-DCID code: off)"),
+    "cpc_softmax_over": ("predictions", "InfoNCE normalisation: `predictions` is the original code, `targets` "
+                                        "the paper's eq. 13"),
+    "club_estimator": ("sampled", "`sampled` is the original CLUB estimator, `full` the paper's eq. 12"),
+    "club_input": ("quantized", "what CLUB conditions on: `quantized` (original) or `semantic` (paper)"),
+    "club_min_estimate": (None, "lower clamp of the CLUB MI term (default 0.0, a stabiliser in neither the "
+                                "paper nor the original; `None` = the raw estimate, as the original)"),
+    "detach_reconstruction_targets": (False, "stop gradients through trainable reconstruction targets "
+                                             "(original: no)"),
+    "update_upper_codebooks_before_warm_start": (True, "update the layer-2 codebook before its warm start "
+                                                       "(original: yes)"),
+}
+
+
+def _original_preset(variant: str) -> dict:
+    """The PAPER_VS_ORIGINAL values of the original ``variant`` ("hdcid" or "dcid")."""
+    return {name: value[variant] if isinstance(value, dict) else value
+            for name, (value, _) in PAPER_VS_ORIGINAL.items()}
+
+
+# the values both original repositories share (every option but use_cmcm)
+_PRESET_ORIGINAL = {name: value for name, (value, _) in PAPER_VS_ORIGINAL.items() if not isinstance(value, dict)}
 
 
 QUANTIZERS = ("mmema", "rvq", "fsq", "fdt")
@@ -90,7 +112,10 @@ class HDCIDConfig(PretrainedConfig):
     128, BERT-base text tokens 768 through a 2-layer BiLSTM of 2x128, 2 transformer layers x 4 heads
     x FFN 1024, beta=0.25, gamma=0.99, eps=1e-5, dead-code thresholds 300/100, layer-2 warm start at
     epoch 3 with weight 0.3). Presets: :meth:`hdcid`, :meth:`dcid`, :meth:`tiny`,
-    :meth:`original_hdcid`, :meth:`original_dcid`.
+    :meth:`original_hdcid`, :meth:`original_dcid`. The options where the paper and the original code
+    differ, with the original's values, are listed once in the module's ``PAPER_VS_ORIGINAL`` (the
+    source of the ``original_*`` presets and of the model card's option table); each is explained
+    in full below, where it is read.
 
     Architecture
         num_layers (int): 1 = DCID, 2 = H-DCID (layers > 2 stack further the same way: layer k takes
@@ -393,13 +418,13 @@ class HDCIDConfig(PretrainedConfig):
     def original_hdcid(cls, **overrides) -> "HDCIDConfig":
         """Reproduces the original H-DCID code: sum pooling, stale-EMA resets, no CMCM, 1/400 init,
         undetached reconstruction targets, layer-2 codebook updated during warm-up."""
-        return cls(**{"num_layers": 2, **_PRESET_ORIGINAL, "use_cmcm": False, **overrides})
+        return cls(**{"num_layers": 2, **_original_preset("hdcid"), **overrides})
 
     @classmethod
     def original_dcid(cls, **overrides) -> "HDCIDConfig":
         """Reproduces the original DCID code (CMG repository): as :meth:`original_hdcid` but one layer
         and CMCM on."""
-        return cls(**{"num_layers": 1, **_PRESET_ORIGINAL, "use_cmcm": True, **overrides})
+        return cls(**{"num_layers": 1, **_original_preset("dcid"), **overrides})
 
     # ------------------------------------------------------------------ derived values
     @property

@@ -11,7 +11,9 @@ code.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -93,13 +95,40 @@ class HDCIDPreTrainingFeatures:
     batch_size: int
 
 
+class TermName(NamedTuple):
+    """A loss / diagnostic name taken apart: ``family[/modality]/layer<k>``; modality and layer are
+    None where the name has none (``loss``, ``lr``, ``club_loss``)."""
+
+    family: str
+    modality: str | None
+    layer: int | None
+
+
+_TERM_NAME = re.compile(r"^(?P<family>[^/]+)(?:/(?P<modality>[^/]+))?/layer(?P<layer>\d+)$")
+
+
+def term_name(family: str, layer: int, modality: str | None = None) -> str:
+    """The name of a per-layer loss or diagnostic: ``recon/audio/layer1``, ``cpc/layer2`` (layers from 1).
+    The one place these names are built; :func:`parse_term_name` takes them apart."""
+    return f"{family}/{modality}/layer{layer}" if modality is not None else f"{family}/layer{layer}"
+
+
+def parse_term_name(name: str) -> TermName:
+    """:func:`term_name` backwards: ``recon/audio/layer1`` -> TermName("recon", "audio", 1); a name
+    without a layer (``loss``, ``lr``) -> TermName(name, None, None)."""
+    match = _TERM_NAME.match(name)
+    if match is None:
+        return TermName(name, None, None)
+    return TermName(match["family"], match["modality"], int(match["layer"]))
+
+
 @dataclass
 class HDCIDPreTrainingOutput(ModelOutput):
     """Loss of eq. 14 with the warm start.
 
     loss: total = L_1 + upper_layer_loss_weight * sum_{k>1} L_k (layers k>1 once warm).
-    losses: every named term, ``"<term>/<modality>/layer<k>"`` for recon, commit, mi and
-        ``"<term>/layer<k>"`` for cpc and cmcm, plus ``"total/layer<k>"`` (unweighted L_k).
+    losses: every named term (:func:`term_name`), ``"<term>/<modality>/layer<k>"`` for recon, commit,
+        mi and ``"<term>/layer<k>"`` for cpc and cmcm, plus ``"total/layer<k>"`` (unweighted L_k).
     diagnostics: detached statistics (perplexity, active codes, equal_num, CPC accuracy).
     features: the :class:`HDCIDPreTrainingFeatures` the loss was computed from.
     """
@@ -636,36 +665,37 @@ class HDCIDForPreTraining(HDCIDPreTrainedModel):
               for k, m, x, y in self.club_pairs(features)}
         if cfg.club_min_estimate is not None:  # the raw estimates stay in the diagnostics
             for (k, m), value in mi.items():
-                diagnostics[f"mi_estimate/{m}/layer{k + 1}"] = value.detach()
+                diagnostics[term_name("mi_estimate", k + 1, m)] = value.detach()
             mi = {key: value.clamp_min(cfg.club_min_estimate) for key, value in mi.items()}
         for k, lf in enumerate(features.layers):
-            tag = f"layer{k + 1}"
+            layer = k + 1
             layer_terms = []
             for m in cfg.modalities:
                 recon = self.reconstruction_loss(k, m, lf)
-                losses[f"recon/{m}/{tag}"] = recon
-                losses[f"commit/{m}/{tag}"] = lf.codes.commitment[m]
-                losses[f"mi/{m}/{tag}"] = mi[(k, m)]
+                losses[term_name("recon", layer, m)] = recon
+                losses[term_name("commit", layer, m)] = lf.codes.commitment[m]
+                losses[term_name("mi", layer, m)] = mi[(k, m)]
                 layer_terms += [recon, lf.codes.commitment[m], mi[(k, m)]]
             cpc, cpc_acc = self.cpc[k](lf.semantic)
-            losses[f"cpc/{tag}"] = cpc
+            losses[term_name("cpc", layer)] = cpc
             layer_terms.append(cpc)
             if cfg.use_cmcm:
                 cmcm = cross_modal_code_matching(lf.semantic, lf.codes.codebook, self.config.cmcm_temperature)
-                losses[f"cmcm/{tag}"] = cmcm
+                losses[term_name("cmcm", layer)] = cmcm
                 layer_terms.append(cmcm)
             layer_total = torch.stack([t.to(torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t
                                        for t in layer_terms]).sum()
-            losses[f"total/{tag}"] = layer_total
+            losses[term_name("total", layer)] = layer_total
             weighted = layer_total if k == 0 else cfg.upper_layer_loss_weight * layer_total
             total = weighted if total is None else total + weighted
-            diagnostics[f"cpc_accuracy/{tag}"] = cpc_acc.detach()
-            diagnostics[f"equal_num/{tag}"] = lf.codes.equal_num
-            diagnostics[f"active_codes/{tag}"] = lf.codes.active_codes
+            diagnostics[term_name("cpc_accuracy", layer)] = cpc_acc.detach()
+            diagnostics[term_name("equal_num", layer)] = lf.codes.equal_num
+            diagnostics[term_name("active_codes", layer)] = lf.codes.active_codes
             for m in cfg.modalities:
-                diagnostics[f"perplexity/{m}/{tag}"] = lf.codes.perplexity[m]
+                diagnostics[term_name("perplexity", layer, m)] = lf.codes.perplexity[m]
             for name, value in lf.codes.diagnostics.items():  # quantizer-specific (rvq stages, fdt support)
-                diagnostics[f"{name}/{tag}"] = value
+                family, _, modality = name.partition("/")
+                diagnostics[term_name(family, layer, modality or None)] = value
         return HDCIDPreTrainingOutput(loss=total, losses=losses, diagnostics=diagnostics, features=features)
 
     def reconstruction_loss(self, k: int, modality: str, lf: HDCIDLayerFeatures) -> torch.Tensor:
@@ -693,5 +723,6 @@ class HDCIDForPreTraining(HDCIDPreTrainedModel):
 
 __all__ = [
     "HDCIDPreTrainedModel", "HDCIDModel", "HDCIDForPreTraining", "HDCIDEncoderOutput", "HDCIDModelOutput",
-    "HDCIDPreTrainingOutput", "HDCIDPreTrainingFeatures", "HDCIDLayerFeatures", "HDCIDConfig",
+    "HDCIDPreTrainingOutput", "HDCIDPreTrainingFeatures", "HDCIDLayerFeatures", "HDCIDConfig", "TermName",
+    "term_name", "parse_term_name",
 ]

@@ -88,6 +88,12 @@ def test_single_process_run_writes_model_log_and_checkpoints(shards, tmp_path):
         assert png.startswith(b"\x89PNG") and len(png) > 20_000
     card = (model_dir / "README.md").read_text()
     assert "H-DCID" in card and "loss_curves.png" in card
+    # the card is written last, after TOC: the figure and summary agree with the config and the card
+    summary = json.loads((model_dir / "toc_summary.json").read_text())
+    assert summary["channels"] == model.config.toc_channels
+    assert (model_dir / "toc_cosine.png").read_bytes().startswith(b"\x89PNG")
+    assert "![TOC heat map](toc_cosine.png)" in card
+    assert f"| 1 | {hidden // 2} of {hidden} | " + ", ".join(map(str, summary["channels"][0])) + " |" in card
 
 
 def test_push_to_hub_uploads_the_final_model_with_its_card(shards, tmp_path, hub, monkeypatch):

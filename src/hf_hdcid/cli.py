@@ -27,8 +27,17 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .downstream import evaluate_downstream
 
+    if args.to_card is not None:
+        from .hub import check_model_dir
+
+        check_model_dir(args.to_card)  # a bad --to-card fails before the evaluation
+        if Path(args.model).is_dir() and Path(args.model).resolve() != Path(args.to_card).resolve():
+            raise ValueError(f"--to-card: expected the evaluated model folder {args.model!r}, got {args.to_card!r} "
+                             "(a card describes its own model's results)")
     record = evaluate_downstream(args.model, args.task, args.direction, args.data, args.test_data,
                                  protocol=args.protocol, toc=args.toc, toc_channels=args.toc_channels,
                                  layers=args.layers, seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size,
@@ -39,6 +48,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     for name, stats in record["metrics"].items():
         print(f"  {name}: {100 * stats['mean']:.2f} ± {100 * stats['std']:.2f} %  (seeds {record['seeds']})")
     print(f"wrote {record['path']}")
+    if args.to_card is not None:
+        from .hub.folder import add_eval_results, is_own_card
+
+        own = is_own_card(args.to_card)
+        card = add_eval_results(args.to_card, [record])
+        print(f"added the result to {args.to_card} (eval_results.json, results.png); "
+              + (f"rewrote {card}" if own else f"kept the hand-written {card}"))
     return 0
 
 
@@ -66,7 +82,7 @@ def _toc(args: argparse.Namespace) -> int:
     for row in summary["layers"]:
         print(f"layer {row['layer']}: {row['num_channels']} channels, mean |cos| off-diagonal "
               f"{row['mean_abs_cosine_before']:.4f} -> {row['mean_abs_cosine_after']:.4f}")
-    print(f"wrote {summary['out_dir']} (model, toc_cosine.png, toc_summary.json)")
+    print(f"wrote {summary['out_dir']} (model, toc_cosine.png, toc_summary.json, README.md)")
     return 0
 
 
@@ -121,16 +137,20 @@ def _card(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from .hub import write_model_card
+    from .hub import check_model_dir, check_repo_id, refresh_card, set_eval_results
 
-    results = None
+    check_model_dir(args.model_dir)
+    if args.repo_id is not None:
+        check_repo_id(args.repo_id)
     if args.results is not None:
         try:
             results = json.loads(Path(args.results).read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise ValueError(f"--results {args.results}: expected a JSON list of eval results, got a parse error "
                              f"({err})") from None
-    path = write_model_card(args.model_dir, results, repo_id=args.repo_id)
+        path = set_eval_results(args.model_dir, results, repo_id=args.repo_id)
+    else:
+        path = refresh_card(args.model_dir, repo_id=args.repo_id)
     print(f"wrote {path}")
     return 0
 
@@ -220,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=None)
     ev.add_argument("--lr", type=float, default=None)
     ev.add_argument("--out", default="outputs/downstream", help="folder of the run's JSON")
+    ev.add_argument("--to-card", default=None, metavar="MODEL_DIR",
+                    help="then add the result to this saved model folder: eval_results.json (its own model-index "
+                         "entry), results.png and the card README.md (hf_hdcid.hub.add_eval_results)")
     ev.set_defaults(func=_evaluate)
     table = sub.add_parser("evaluate-table", help="Table 1 layout (Markdown + bar chart) from run JSONs")
     table.add_argument("results", nargs="+", help="run JSON files or folders of them")
@@ -263,8 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     card = sub.add_parser("card", help="(re)write the model card README.md of a saved model folder")
     card.add_argument("model_dir", help="a save_pretrained folder (config.json + *.safetensors)")
     card.add_argument("--results", default=None, metavar="FILE.json",
-                      help="eval results: a JSON list of huggingface_hub.EvalResult fields "
-                           "(default: MODEL_DIR/eval_results.json when present)")
+                      help="eval results from elsewhere: a JSON list of huggingface_hub.EvalResult fields, "
+                           "stored as MODEL_DIR/eval_results.json (with the entries of the folder's downstream "
+                           "records) before the card is written (default: the folder's eval_results.json)")
     card.add_argument("--repo-id", default=None, metavar="ORG/NAME", help="Hub id used in the card's examples")
     card.set_defaults(func=_card)
     push = sub.add_parser("push", help="upload a saved model folder (weights, config, remote code, card, figures) "

@@ -157,12 +157,10 @@ def _run_demo(seed: int, batch_size: int, output_dir: Path, epochs: int, pretrai
 
     from .data.shards import load_shards
     from .data.synthetic import SyntheticSpec, build_synthetic_shards
-    from .downstream import eval_results as downstream_eval_results
     from .downstream.grid import run_grid
-    from .downstream.report import plot_results
     from .data.text import TextFeatureExtractor, default_offline_text_model
-    from .hub import write_model_card
-    from .toc import cosine_similarity_summary, plot_cosine_heatmaps
+    from .hub.folder import TOC_FIGURE, TOC_SUMMARY_FILE, add_eval_results
+    from .modeling.modeling_hdcid import term_name
     from .training.loop import PretrainConfig, pretrain
     from .training.plots import read_log
 
@@ -192,20 +190,18 @@ def _run_demo(seed: int, batch_size: int, output_dir: Path, epochs: int, pretrai
         log = read_log(run_dir / "train_log.jsonl")
         for epoch in range(epochs):
             records = [r for r in log if r["epoch"] == epoch]
-            layers = "  ".join(f"layer{k + 1} {sum(r[f'total/layer{k + 1}'] for r in records) / len(records):.3f}"
-                               for k in range(num_layers) if f"total/layer{k + 1}" in records[0])
+            layers = "  ".join(f"layer{k} {sum(r[term_name('total', k)] for r in records) / len(records):.3f}"
+                               for k in range(1, num_layers + 1) if term_name("total", k) in records[0])
             print(f"   epoch {epoch}: mean L_k {layers}  (cpc layer1 "
-                  f"{sum(r['cpc/layer1'] for r in records) / len(records):.3f})")
+                  f"{sum(r[term_name('cpc', 1)] for r in records) / len(records):.3f})")
 
         encoder = AutoModel.from_pretrained(model_dir).eval()
         config = encoder.config
-        books = encoder.codebooks()
-        plot_cosine_heatmaps(books, config.toc_channels, model_dir / "toc_cosine.png")
-        toc = cosine_similarity_summary(books, config.toc_channels)
+        toc = json.loads((model_dir / TOC_SUMMARY_FILE).read_text())["layers"]  # the pretraining loop drew Fig. 2
         print(f"3. TOC: {len(config.toc_channels[0])} of {config.hidden_size} channels per layer; mean |cos| between "
               "codes " + ", ".join(f"layer {r['layer']} {r['mean_abs_cosine_before']:.3f} -> "
                                    f"{r['mean_abs_cosine_after']:.3f}" for r in toc)
-              + f"; figure {model_dir / 'toc_cosine.png'}")
+              + f"; figure {model_dir / TOC_FIGURE}")
 
         test, test_collate = load_shards(data_dir, config, split="test")
         test_batch = test_collate(test[:])
@@ -248,12 +244,9 @@ def _run_demo(seed: int, batch_size: int, output_dir: Path, epochs: int, pretrai
     for row in rows:
         mine = [r for r in grid["records"] if r["model_name"] == row["name"]]
         row["downstream"] = [{k: r[k] for k in ("task", "direction", "toc", "main_metric", "score")} for r in mine]
-        model_dir = Path(row["model_dir"])
-        results = downstream_eval_results(mine, dataset_name="hf-hdcid synthetic AVT benchmark (10 classes)")
-        (model_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
-        plot_results(mine, model_dir / "results.png", title=f"{row['name']}: cross-modal generalisation "
-                                                             "(synthetic, heldout protocol)")
-        write_model_card(model_dir)  # now with the TOC figure, the results and their chart
+        # eval_results.json (one model-index entry per run), results.png and the card, now with the results
+        add_eval_results(row["model_dir"], mine,
+                         dataset_name=f"hf-hdcid synthetic AVT benchmark ({NUM_CLASSES} classes)")
 
     codes_table = agreement_table(rows)
     robust, robust_line = None, ""

@@ -1,9 +1,9 @@
 """TOC: training-free codebook optimisation (paper section 4.1). The maths lives in
-``hf_hdcid.modeling.toc_hdcid`` (shipped as remote code); this module adds the figure and the CLI."""
+``hf_hdcid.modeling.toc_hdcid`` (shipped as remote code); this module adds the figure and the CLI
+(:func:`run_toc`, which writes through :func:`hf_hdcid.hub.add_toc`)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -56,49 +56,11 @@ def plot_cosine_heatmaps(codebooks, channels, path, dpi: int = 100) -> Path:
 
 def run_toc(model_path: str, num_channels: int, out_dir: str | None = None, lam: float = 0.7,
             normalize: bool = False, top_bottom=(1, 0), overwrite: bool = False) -> dict:
-    """Load a model, compute TOC, write the updated model, ``toc_cosine.png`` and ``toc_summary.json``
-    to ``out_dir`` (default ``<model>-toc<num_channels>``, never the input folder).
+    """``hf-hdcid toc``: :func:`hf_hdcid.hub.add_toc` (the model with its TOC channels, ``toc_cosine.png``,
+    ``toc_summary.json`` and a refreshed card in ``out_dir``, default ``<model>-toc<num_channels>``,
+    never the input folder; staged, locked, replaced only with ``overwrite``)."""
+    from .hub.folder import add_toc
 
-    Checked before anything is computed: the folder's weights against its config
-    (:func:`hf_hdcid.loading.check_model_folder`), ``num_channels`` against the model, and ``out_dir``
-    (an existing non-empty folder is replaced only with ``overwrite`` and only if it is a model folder).
-    The output is written under the folder's lock into a temporary folder and renamed into place."""
-    from .folders import exclusive_folder, staged_folder
-    from .loading import check_model_folder, load_model, looks_like_local_path
-    from .modeling import HDCIDForPreTraining, HDCIDModel
-
-    name = str(model_path)
-    if Path(name).is_dir():
-        config = check_model_folder(name)
-    elif looks_like_local_path(name) or Path(name).exists():
-        raise FileNotFoundError(f"{name}: no such model folder")
-    else:
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(name)
-        if getattr(config, "model_type", None) != "hdcid":
-            raise ValueError(f"{name}: model_type: expected 'hdcid', got {getattr(config, 'model_type', None)!r}")
-    if config.quantizer == "fsq":
-        from .modeling.configuration_hdcid import FSQ_NO_TOC
-
-        raise ValueError(f"{name}: TOC needs a codebook; quantizer='fsq' has none ({FSQ_NO_TOC})")
-    if isinstance(num_channels, bool) or not isinstance(num_channels, int) or not 1 <= num_channels <= config.hidden_size:
-        raise ValueError(f"num_channels: expected an int in [1, {config.hidden_size}] (the code width), "
-                         f"got {num_channels!r}")
-    out = Path(out_dir) if out_dir else Path(name.rstrip("/") + f"-toc{num_channels}")
-    if Path(name).exists() and out.resolve() == Path(name).resolve():
-        raise ValueError(f"out_dir: expected a folder other than the input model {name!r}")
-    pretraining = any("PreTraining" in a for a in (config.architectures or []))
-    with exclusive_folder(out, "hf-hdcid toc"), staged_folder(
-            out, overwrite=overwrite, replaceable=lambda p: (p / "config.json").is_file(), what="model folder") as tmp:
-        model = load_model(name, HDCIDForPreTraining if pretraining else HDCIDModel)
-        channels = model.compute_toc(num_channels, lam=lam, normalize=normalize, top_bottom=top_bottom)
-        base = model.hdcid if pretraining else model
-        books = base.codebooks()
-        summary = {"model": name, "settings": model.config.toc_settings, "channels": channels,
-                   "layers": cosine_similarity_summary(books, channels)}
-        model.save_pretrained(tmp)
-        plot_cosine_heatmaps(books, channels, tmp / "toc_cosine.png")
-        (tmp / "toc_summary.json").write_text(json.dumps(summary, indent=2))
-    summary["out_dir"] = str(out)
-    return summary
+    top, bottom = top_bottom
+    return add_toc(model_path, num_channels, lam=lam, normalize=normalize, top=top, bottom=bottom, out=out_dir,
+                   overwrite=overwrite)

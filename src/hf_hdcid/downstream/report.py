@@ -40,14 +40,14 @@ def column_label(record: dict) -> str:
     return f"{record['task']} {ARROWS.get(record['direction'], record['direction'])}"
 
 
-def _table_cells(records: list[dict]):
+def _table_cells(records: list[dict], mixed_protocols: bool = False):
     protocols = sorted({r["protocol"] for r in records})
-    if len(protocols) > 1:
+    if len(protocols) > 1 and not mixed_protocols:
         raise ValueError(f"results: one table per protocol; these runs mix {protocols}")
     rows: dict[str, dict[str, dict]] = {}
     columns: list[str] = []
     for r in records:
-        col = column_label(r)
+        col = column_label(r) + (f" ({r['protocol']})" if len(protocols) > 1 else "")
         if col not in columns:
             columns.append(col)
         rows.setdefault(row_label(r), {})[col] = r
@@ -68,7 +68,7 @@ def _table_cells(records: list[dict]):
 
     columns.sort(key=column_key)
     rows = {label: rows[label] for label in sorted(rows, key=row_key)}
-    return protocols[0], rows, columns
+    return ", ".join(protocols), rows, columns
 
 
 def results_table(records: list[dict]) -> str:
@@ -95,12 +95,13 @@ def results_table(records: list[dict]) -> str:
 
 
 def plot_results(records: list[dict], path: str | os.PathLike, title: str | None = None) -> Path:
-    """Grouped bars: one group per task / direction, one bar per model x TOC row, error bars = std."""
+    """Grouped bars: one group per task / direction (and protocol, when the runs mix them), one bar per
+    model x TOC row, error bars = std."""
     from ..figures import pyplot, save_figure
 
     plt = pyplot()
 
-    protocol, rows, columns = _table_cells(records)
+    protocol, rows, columns = _table_cells(records, mixed_protocols=True)
     width = 0.8 / max(1, len(rows))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(columns) + 2), 4.0))
     for i, (label, cells) in enumerate(rows.items()):
@@ -116,23 +117,87 @@ def plot_results(records: list[dict], path: str | os.PathLike, title: str | None
     return save_figure(fig, path)
 
 
+#: short names of the tasks in model-index entries and card tables
+TASK_LABELS = {"ave": "AVE", "avvp": "AVVP", "ave_avvp": "AVE→AVVP", "ucf_vggsound": "UCF101↔VGGSound",
+               "synthetic_ave": "synthetic AVE", "synthetic_avvp": "synthetic AVVP"}
+
+
+def record_key(record: dict) -> tuple:
+    """What one run measured: task, direction, TOC setting (off, or the channels per layer), protocol
+    and layers read. Two records with the same key are the same measurement (the newer replaces the
+    older in a model folder); records with different keys are different model-index entries."""
+    toc = tuple(record["toc"]["channels_per_layer"]) if record["toc"]["enabled"] else None
+    return record["task"], record["direction"], toc, record["protocol"], tuple(record["layers"])
+
+
+def canonical_order(records: list[dict]) -> list[dict]:
+    """Records sorted by task (as in TASKS), direction (V->A first), without / with TOC, protocol, layers."""
+    from .tasks import TASKS
+
+    tasks, directions = list(TASKS), list(ARROWS)
+
+    def key(r):
+        task, direction, toc, protocol, layers = record_key(r)
+        return (tasks.index(task) if task in tasks else len(tasks), task,
+                directions.index(direction) if direction in directions else 2, direction,
+                toc is not None, toc or (), protocol, layers)
+
+    return sorted(records, key=key)
+
+
+def _toc_text(record: dict) -> str:
+    if not record["toc"]["enabled"]:
+        return "all channels"
+    per_layer = record["toc"]["channels_per_layer"]
+    return f"TOC {per_layer[0] if len(set(per_layer)) == 1 else '+'.join(map(str, per_layer))} channels"
+
+
+def entry_name(record: dict) -> str:
+    """The readable name of a run's model-index entry, e.g. ``AVE V→A, TOC 8 channels, paper protocol``."""
+    task = TASK_LABELS.get(record["task"], record["task"])
+    name = f"{task} {ARROWS.get(record['direction'], record['direction'])}, {_toc_text(record)}, " \
+           f"{record['protocol']} protocol"
+    if len(record["layers"]) != record["num_layers"]:
+        name += ", layer " + "+".join(map(str, record["layers"]))
+    return name
+
+
+def entry_config(record: dict) -> str:
+    """The ``dataset_config`` that makes a run its own model-index entry, e.g. ``ave-v2a-toc8-paper``:
+    huggingface_hub groups EvalResults by (task type, dataset type, dataset config, split, revision)."""
+    task, direction, toc, protocol, layers = record_key(record)
+    toc_part = "all" if toc is None else "toc" + ("+".join(map(str, toc)) if len(set(toc)) > 1 else str(toc[0]))
+    layer_part = "" if len(layers) == record["num_layers"] else "-layer" + "+".join(map(str, layers))
+    return f"{task}-{direction}-{toc_part}-{protocol}{layer_part}"
+
+
+def _dataset_id(path: str) -> str:
+    from ..data.hub_shards import shards_repo_id
+
+    return shards_repo_id(path) or Path(path).name
+
+
 def eval_results(records: list[dict], dataset_name: str | None = None) -> list[dict]:
-    """One ``huggingface_hub.EvalResult`` dict per run and metric (for ``eval_results.json`` and the
-    model card's ``model-index``)."""
+    """``huggingface_hub.EvalResult`` dicts (for ``eval_results.json`` and the model card's
+    ``model-index``): one entry per run (:func:`record_key`), named by :func:`entry_name` and kept
+    apart by :func:`entry_config`, holding one metric per metric of the run (the main one first).
+    ``dataset_type`` is the test data's Hub id or folder name; ``dataset_name`` defaults to it (or to a
+    record's own ``dataset_name``)."""
     results = []
     for r in records:
-        data = Path(r["data"]["test"]).name
-        for metric, stats in r["metrics"].items():
+        data = _dataset_id(r["data"]["test"])
+        metrics = sorted(r["metrics"].items(), key=lambda item: item[0] != r["main_metric"])
+        for metric, stats in metrics:
             results.append({
-                "task_type": "feature-extraction",
-                "task_name": f"cross-modal generalisation: {r['task']} {ARROWS.get(r['direction'], r['direction'])}"
-                             + (" + TOC" if r["toc"]["enabled"] else ""),
-                "dataset_type": data, "dataset_name": dataset_name or data, "dataset_split": "test",
-                "metric_type": metric, "metric_name": f"{metric} ({r['protocol']} protocol, "
-                                                      f"mean of {len(r['seeds'])} seed(s))",
+                "task_type": "feature-extraction", "task_name": entry_name(r),
+                "dataset_type": data, "dataset_name": dataset_name or r.get("dataset_name") or data,
+                "dataset_config": entry_config(r), "dataset_split": "test",
+                "metric_type": metric, "metric_name": f"{metric} (mean of {len(r['seeds'])} seed"
+                                                      f"{'s' if len(r['seeds']) != 1 else ''})",
                 "metric_value": round(stats["mean"], 4),
             })
     return results
 
 
-__all__ = ["load_records", "results_table", "plot_results", "eval_results", "row_label", "column_label"]
+__all__ = ["load_records", "results_table", "plot_results", "eval_results", "row_label", "column_label",
+           "record_key", "canonical_order", "entry_name", "entry_config", "TASK_LABELS"]

@@ -117,7 +117,7 @@ class PretrainConfig:
     lr_gamma: float = field(default=0.5, metadata=_help("multistep: factor at each milestone, in (0, 1]"))
     report_to: str | list[str] = field(default="auto", metadata=_help(
         "trackers besides the JSONL log: auto (TensorBoard when installed), none, or tracker names"))
-    plot: bool = field(default=True, metadata=_help("write loss_curves.png at the end"))
+    plot: bool = field(default=True, metadata=_help("write loss_curves.png (and toc_cosine.png with TOC) at the end"))
     push_to_hub: bool = field(default=False, metadata=_help("upload the final model folder to hub_model_id"))
     hub_model_id: str | None = field(default=None, metadata=_help("ORG/NAME of the Hub repo for push_to_hub"))
     hub_private: bool = field(default=False, metadata=_help("create the Hub repo private"))

@@ -23,7 +23,9 @@ prepared for DDP, optimisers, data, schedule, resume) -> :func:`run_epochs` (the
   ``output_dir/tensorboard`` when installed), a tqdm bar on the main process, ``loss_curves.png`` at
   the end.
 * **Outputs** (main process): ``output_dir/model`` = ``save_pretrained`` folder with the TOC channels,
-  ``training_info.json``, ``loss_curves.png`` and the model card ``README.md``, written into a
+  ``training_info.json``, ``loss_curves.png``, ``toc_cosine.png`` and ``toc_summary.json`` (when TOC
+  channels were computed; the figure only with ``plot``) and, last, the model card ``README.md``
+  (:func:`hf_hdcid.hub.refresh_card`), written into a
   temporary folder and renamed into place when complete; with ``push_to_hub`` it is uploaded to
   ``hub_model_id`` in one commit.
 """
@@ -147,10 +149,10 @@ def run_epochs(run: Run) -> float:
 
 
 def write_model_folder(run: Run, model_dir: Path, train_time: float) -> None:
-    """Main process: TOC, ``save_pretrained``, ``training_info.json``, loss curves and the card into
-    ``model_dir`` (a fresh folder)."""
+    """Main process: TOC, ``save_pretrained``, ``training_info.json``, loss curves, the TOC figure and
+    summary (when TOC channels were computed) and, last, the card into ``model_dir`` (a fresh folder)."""
     from ..data.hub_shards import shards_repo_id
-    from ..hub import write_model_card
+    from ..hub.folder import refresh_card, write_toc_files
     from .plots import plot_loss_curves, read_log
 
     cfg, model_config, model = run.cfg, run.model_config, run.model
@@ -175,7 +177,9 @@ def write_model_folder(run: Run, model_dir: Path, train_time: float) -> None:
         title = f"{'H-DCID' if model_config.num_layers > 1 else 'DCID'} pretraining ({cfg.preset})"
         plot_loss_curves(log_path, run.output_dir / LOSS_PLOT_FILE, title=title)
         shutil.copyfile(run.output_dir / LOSS_PLOT_FILE, model_dir / LOSS_PLOT_FILE)
-    write_model_card(model_dir, repo_id=cfg.hub_model_id if cfg.push_to_hub else None)
+    if run.toc_num_channels:
+        write_toc_files(model_dir, model, source=str(run.output_dir / MODEL_DIR), figure=cfg.plot)
+    refresh_card(model_dir, repo_id=cfg.hub_model_id if cfg.push_to_hub else None, folder_name=MODEL_DIR)
 
 
 def finish(run: Run, train_time: float) -> Path:

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-# panel title -> the log keys (prefix before the first "/") drawn in it
+# panel title -> the log keys drawn in it, by family (parse_term_name: recon/audio/layer1 -> recon)
 PANELS = (
     ("loss (eq. 14) and L_k per layer", ("loss", "total")),
     ("reconstruction (MSE)", ("recon",)),
@@ -35,6 +35,7 @@ def plot_loss_curves(log_path: str | os.PathLike, out_path: str | os.PathLike, t
     """One panel per loss family (every per-modality / per-layer term a line) against the optimiser step,
     plus codebook health and learning rates; written as a PNG to ``out_path``."""
     from ..figures import pyplot, save_figure
+    from ..modeling.modeling_hdcid import parse_term_name
 
     plt = pyplot()
 
@@ -47,7 +48,7 @@ def plot_loss_curves(log_path: str | os.PathLike, out_path: str | os.PathLike, t
     for ax, (panel, families) in zip(flat, PANELS):
         drawn = 0
         for key in keys:
-            if key.split("/")[0] not in families:
+            if parse_term_name(key).family not in families:
                 continue
             points = [(r["step"], r[key]) for r in records if key in r and "step" in r]
             if not points:

@@ -1,22 +1,11 @@
-"""Model cards and Hub upload of a saved H-DCID / DCID folder (``hf-hdcid card`` / ``hf-hdcid push``).
-
-A model folder is what ``save_pretrained`` writes (``config.json``, ``model.safetensors``, the
-remote-code ``*.py``), optionally with ``training_info.json`` (written by the pretraining loop),
-``eval_results.json`` (a list of :class:`huggingface_hub.EvalResult` fields) and figures
-(``toc_cosine.png``, ``loss_curves.png``, ``results.png``).
-
-:func:`push` uploads such a folder in one commit with ``HfApi.upload_folder``. It does not go through
-transformers' ``push_to_hub``, which replaces ``README.md`` with its own template card. Every argument
-and file is checked before the first network call.
-
-Importing this module is light: huggingface_hub and the model configuration are imported when a
-function runs.
+"""The model card of a saved H-DCID / DCID folder (``hf-hdcid card``): :func:`render_model_card` reads
+``config.json``, the safetensors headers, ``training_info.json``, ``eval_results.json`` and the
+figures present and fills ``model_cards/hdcid_card.md``; :func:`write_model_card` writes it as
+``README.md``. The folder verbs (:mod:`hf_hdcid.hub.folder`) call it whenever they change the folder.
 """
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import inspect
 import json
 import math
@@ -25,14 +14,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..modeling.configuration_hdcid import PAPER_VS_ORIGINAL
+
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
 TRAINING_INFO_FILE = "training_info.json"
 EVAL_RESULTS_FILE = "eval_results.json"
-
-# What push uploads: top-level files only (checkpoints/ and other sub-folders never go up).
-UPLOAD_NAMES = (CONFIG_FILE, CARD_FILE, TRAINING_INFO_FILE, EVAL_RESULTS_FILE)
-UPLOAD_SUFFIXES = (".safetensors", ".safetensors.index.json", ".py", ".png")
 
 # Figures embedded in the card when present: file, heading, caption.
 FIGURES = (
@@ -63,27 +50,24 @@ BIBTEX = """@article{huang2024unlocking,
   year      = {2023}
 }"""
 
-# The HDCIDConfig options where the paper and the authors' code differ (the original_* presets),
-# with what each value means; the card lists those that differ from HDCIDConfig.hdcid().
-BEHAVIOUR_OPTIONS = {
-    "video_spatial_pooling": "pooling of the channel-attended video map over positions: `sum` is the "
-                             "original code, `mean` the same up to a factor H·W",
-    "commitment_own_weight": "weight (×β) of the own-modality commitment term; original 2.0, paper 1.0",
-    "commitment_cross_weight": "total weight (×β) of the cross-modal commitment terms; original 1.0, paper 0.0",
-    "ema_self_weight": "multimodal EMA: weight of a code's own-modality features (original 0.5)",
-    "codebook_init_bound": "codes start U(-b, b); `None` is 1/codebook_size, the original 1/400",
-    "codebook_init_count": "initial EMA usage count of every code (original 0)",
-    "dead_code_reset": "`full` keeps a reset code in the EMA statistics; `stale_ema` is the original "
-                       "(overwritten by the next update); `none` disables resets",
-    "use_cmcm": "cross-modal code matching loss (paper eq. 14 and DCID code: on; original H-DCID code: off)",
-    "cpc_softmax_over": "InfoNCE normalisation: `predictions` is the original code, `targets` the paper's eq. 13",
-    "club_estimator": "`sampled` is the original CLUB estimator, `full` the paper's eq. 12",
-    "club_input": "what CLUB conditions on: `quantized` (original) or `semantic` (paper)",
-    "club_min_estimate": "lower clamp of the CLUB MI term (default 0.0, a stabiliser in neither the paper nor "
-                         "the original; `None` = the raw estimate, as the original)",
-    "detach_reconstruction_targets": "stop gradients through trainable reconstruction targets (original: no)",
-    "update_upper_codebooks_before_warm_start": "update the layer-2 codebook before its warm start (original: yes)",
-}
+# The HDCIDConfig options where the paper and the authors' code differ, with what each value means
+# (read from the one table, modeling/configuration_hdcid.PAPER_VS_ORIGINAL); the card lists those
+# that differ from HDCIDConfig.hdcid().
+BEHAVIOUR_OPTIONS = {name: meaning for name, (_, meaning) in PAPER_VS_ORIGINAL.items()}
+
+
+def paper_vs_original_table() -> str:
+    """PAPER_VS_ORIGINAL as the Markdown table of the README (between its ``paper-vs-original`` markers):
+    option, ``HDCIDConfig.hdcid()`` default, the original code's value, meaning."""
+    from ..modeling.configuration_hdcid import HDCIDConfig
+
+    defaults = HDCIDConfig.hdcid()
+    lines = ["| Option | `hdcid()` default | Original code | Meaning |", "|---|---|---|---|"]
+    for name, (original, meaning) in PAPER_VS_ORIGINAL.items():
+        value = (", ".join(f"`{_cell(v)}` ({'H-DCID' if k == 'hdcid' else 'DCID'})" for k, v in original.items())
+                 if isinstance(original, dict) else f"`{_cell(original)}`")
+        lines.append(f"| `{name}` | `{_cell(getattr(defaults, name))}` | {value} | {meaning} |")
+    return "\n".join(lines) + "\n"
 
 # pretrain_config keys about where and how a run was stored, not how the model was trained
 _RUN_LOGISTICS = {"data", "output_dir", "resume_from_checkpoint", "progress", "num_workers", "save_rank_states",
@@ -93,7 +77,8 @@ _RUN_LOGISTICS = {"data", "output_dir", "resume_from_checkpoint", "progress", "n
 EVAL_REQUIRED = ("task_type", "dataset_type", "dataset_name", "metric_type", "metric_value")
 EVAL_OPTIONAL = ("task_name", "dataset_split", "dataset_config", "metric_name", "source_name", "source_url")
 
-_METRIC_KEY = re.compile(r"^(active_codes|equal_num|perplexity/(?P<modality>[^/]+))/layer(?P<layer>\d+)$")
+# the codebook-health families of the card (names built by modeling_hdcid.term_name)
+_HEALTH_FAMILIES = ("active_codes", "equal_num", "perplexity")
 _GENERIC_FOLDER_NAMES = {"", ".", "model", "final", "final_model", "checkpoint", "output", "outputs"}
 
 
@@ -127,21 +112,13 @@ def check_model_dir(model_dir: str | os.PathLike) -> Path:
     return folder
 
 
-def upload_files(model_dir: str | os.PathLike) -> list[str]:
-    """The files :func:`push` uploads: top-level config.json, *.safetensors (+ index), remote-code *.py,
-    README.md, *.png, training_info.json and eval_results.json; nothing in sub-folders."""
-    return sorted(p.name for p in Path(model_dir).iterdir()
-                  if p.is_file() and not p.name.startswith(".")
-                  and (p.name in UPLOAD_NAMES or p.name.endswith(UPLOAD_SUFFIXES)))
-
-
 def _load_config(folder: Path):
     """``config.json`` as a validated HDCIDConfig, plus the raw dict."""
     raw = _read_json(folder / CONFIG_FILE)
     if not isinstance(raw, dict) or raw.get("model_type") != "hdcid":
         got = raw.get("model_type") if isinstance(raw, dict) else type(raw).__name__
         raise ValueError(f"{folder / CONFIG_FILE}: expected model_type 'hdcid', got {got!r}")
-    from .modeling.configuration_hdcid import HDCIDConfig
+    from ..modeling.configuration_hdcid import HDCIDConfig
 
     return HDCIDConfig.from_dict(raw), raw
 
@@ -272,7 +249,7 @@ def _config_section(folder: Path, config, raw: dict) -> dict:
     inputs = "; ".join(f"{m} `[B, {', '.join(map(str, shape))}]`" for m, (shape, _) in shapes.items())
     weights = weight_files(folder)
     tensors = {}
-    from .loading import safetensors_header
+    from ..loading import safetensors_header
 
     for name in weights:
         tensors.update(safetensors_header(folder / name))
@@ -287,7 +264,7 @@ def _config_section(folder: Path, config, raw: dict) -> dict:
         ("Saved class", ", ".join(f"`{a}`" for a in raw.get("architectures") or []) or "–"),
         ("Modalities", ", ".join(config.modalities) + " (the order the multimodal EMA visits them)"),
         ("Hidden size D", f"{config.hidden_size} (width of the unified space and of every code)"),
-        ("Codebook size L", f"{config.codebook_size} codes per layer"),
+        ("Codes per layer", _codes_text(config)),
         ("Time steps T", str(config.num_frames)),
         ("Input features", inputs),
         ("Modality-general encoders", f"{config.num_transformer_layers}-layer transformer, "
@@ -299,6 +276,31 @@ def _config_section(folder: Path, config, raw: dict) -> dict:
         rows.append(("Weights dtype", f"{dtype} (codebooks are always kept in float32)"))
     return {"arch": arch, "num_layers": num_layers, "config_rows": [(n, v.replace("|", "\\|")) for n, v in rows],
             "has_heads": bool(heads), "shapes": shapes}
+
+
+def _codes_text(config) -> str:
+    """What the quantizer of every layer is and how many codes it has (``config.num_codes``)."""
+    n = config.num_codes
+    if config.quantizer == "fsq":
+        return f"{n} (FSQ: a fixed grid of levels {config.fsq_levels_or_default}, no learnt codebook)"
+    if config.quantizer == "fdt":
+        return f"{n} (FDT: a learnt bank of {n} tokens × {config.hidden_size} channels)"
+    if config.quantizer == "rvq":
+        return (f"{n} per stage ({config.num_quantizers} residual stages of multimodal EMA codebooks, "
+                f"{n} × {config.hidden_size} each)")
+    return f"{n} (a multimodal EMA codebook of {n} codes × {config.hidden_size} channels)"
+
+
+def _codes_phrase(config) -> str:
+    """The card's opening words about the codes of a layer."""
+    n, d = config.num_codes, config.hidden_size
+    if config.quantizer == "fsq":
+        return f"a fixed FSQ grid of {n} codes per layer, projected to {d} channels"
+    if config.quantizer == "fdt":
+        return f"a bank of {n} learnt tokens × {d} channels per layer"
+    if config.quantizer == "rvq":
+        return f"{config.num_quantizers} residual codebooks of {n} codes × {d} channels per layer"
+    return f"one codebook of {n} codes × {d} channels per layer"
 
 
 def _toc_section(config) -> dict:
@@ -317,7 +319,7 @@ def _toc_section(config) -> dict:
 
 
 def _options_section(config) -> dict:
-    from .modeling.configuration_hdcid import HDCIDConfig
+    from ..modeling.configuration_hdcid import HDCIDConfig
 
     defaults = HDCIDConfig.hdcid()
     option_rows = [(name, _cell(getattr(config, name)), _cell(getattr(defaults, name)), meaning)
@@ -368,31 +370,42 @@ def _training_section(info: dict | None, num_layers: int) -> dict:
         if key not in _RUN_LOGISTICS:
             procedure_rows.append((f"`{key}`", _cell(value)))
     metrics = _dict(info.get("final_metrics"))
-    loss_rows = [(k, _cell(v)) for k, v in metrics.items()
-                 if _number(v) is not None and (k == "loss" or (re.match(r"^total/layer\d+$", k)
-                                                                and int(k[len("total/layer"):]) <= num_layers))]
+    from ..modeling.modeling_hdcid import parse_term_name
+
+    def is_loss(key):
+        term = parse_term_name(key)
+        return key == "loss" or (term.family == "total" and term.modality is None and term.layer is not None
+                                 and term.layer <= num_layers)
+
+    loss_rows = [(k, _cell(v)) for k, v in metrics.items() if _number(v) is not None and is_loss(k)]
     note = "" if data_rows or procedure_rows else f"`{TRAINING_INFO_FILE}` records no training data or settings."
     return {"training_note": note, "data_rows": data_rows, "procedure_rows": procedure_rows, "loss_rows": loss_rows}
 
 
 def _health_section(info: dict | None, config) -> dict:
+    from ..modeling.modeling_hdcid import parse_term_name
+
     metrics = _dict(_dict(info).get("final_metrics"))
     found: dict[int, dict] = {}
     modalities = set()
+
     for key, value in metrics.items():
-        match = _METRIC_KEY.match(key)
-        if match and _number(value) is not None and int(match["layer"]) <= config.num_layers:
-            found.setdefault(int(match["layer"]), {})[key.rsplit("/", 1)[0]] = value
-            if match["modality"]:
-                modalities.add(match["modality"])
+        term = parse_term_name(key)
+        per_modality = term.family == "perplexity"
+        if (term.family in _HEALTH_FAMILIES and term.layer is not None and (term.modality is not None) == per_modality
+                and _number(value) is not None and term.layer <= config.num_layers):
+            found.setdefault(term.layer, {})[term.family, term.modality] = value
+            if per_modality:
+                modalities.add(term.modality)
     order = [m for m in config.modalities if m in modalities] + sorted(modalities - set(config.modalities))
     rows = []
     for layer in sorted(found):
         values = found[layer]
-        active = values.get("active_codes")
-        active = "–" if active is None else f"{active:.4g} / {config.codebook_size}"
-        equal = "–" if values.get("equal_num") is None else f"{values['equal_num']:.4g}"
-        perplexities = [values.get(f"perplexity/{m}") for m in order]
+        active = values.get(("active_codes", None))
+        active = "–" if active is None else f"{active:.4g} / {config.num_codes}"
+        equal = values.get(("equal_num", None))
+        equal = "–" if equal is None else f"{equal:.4g}"
+        perplexities = [values.get(("perplexity", m)) for m in order]
         rows.append((layer, active, equal, ["–" if p is None else f"{p:.4g}" for p in perplexities]))
     return {"health_rows": rows, "health_modalities": order}
 
@@ -436,14 +449,15 @@ def _limitations(config, info: dict | None, results: list) -> list[str]:
     return lines
 
 
-def _model_name(folder: Path, repo_id: str | None, arch: str, modalities) -> str:
+def _model_name(folder: Path, repo_id: str | None, arch: str, modalities, folder_name: str | None = None) -> str:
     if repo_id:
         return repo_id.split("/")[-1]
-    name = folder.resolve().name
+    name = folder_name if folder_name is not None else folder.resolve().name
     return name if name.lower() not in _GENERIC_FOLDER_NAMES else f"{arch.lower()}-{'-'.join(modalities)}"
 
 
-def render_model_card(model_dir: str | os.PathLike, results: list | None = None, *, repo_id: str | None = None):
+def render_model_card(model_dir: str | os.PathLike, results: list | None = None, *, repo_id: str | None = None,
+                      folder_name: str | None = None):
     """The model card of a saved H-DCID / DCID folder as a :class:`huggingface_hub.ModelCard`.
 
     Reads ``config.json`` (architecture, modalities, sizes, TOC channels, options that differ from
@@ -451,17 +465,21 @@ def render_model_card(model_dir: str | os.PathLike, results: list | None = None,
     procedure, final losses, codebook health) and the figures present. ``results`` (a list of
     :class:`huggingface_hub.EvalResult` field dicts; default: ``eval_results.json`` of the folder when
     present) become a table and the ``model-index`` metadata. ``repo_id`` goes into the usage
-    examples (default placeholder ``ORG/NAME``). Raises ValueError for a bad folder, config or result.
+    examples (default placeholder ``ORG/NAME``); the card's title is the repo's name, else
+    ``folder_name`` (default: the folder's own name; for a folder written under a temporary name).
+    Raises ValueError for a bad folder, config or result.
     """
     from huggingface_hub import ModelCard, ModelCardData
 
-    from .model_cards import HDCID_CARD_TEMPLATE
+    from ..model_cards import HDCID_CARD_TEMPLATE
 
-    from .loading import check_model_folder
+    from ..loading import check_model_folder
 
     folder = check_model_dir(model_dir)
     check_model_folder(folder)  # a card describes the weights that are there
     if repo_id is not None:
+        from .push import check_repo_id
+
         check_repo_id(repo_id)
     config, raw = _load_config(folder)
     eval_results = _load_eval_results(folder, results)
@@ -472,7 +490,7 @@ def render_model_card(model_dir: str | os.PathLike, results: list | None = None,
 
     cfg = _config_section(folder, config, raw)
     toc = _toc_section(config)
-    name = _model_name(folder, repo_id, cfg["arch"], config.modalities)
+    name = _model_name(folder, repo_id, cfg["arch"], config.modalities, folder_name)
     tags = ["hdcid", "dcid" if config.num_layers == 1 else "h-dcid", "multimodal", "vector-quantization",
             "discrete-representation", "cross-modal-generalization", *config.modalities, "custom_code"]
     if toc["toc_rows"]:
@@ -491,7 +509,7 @@ def render_model_card(model_dir: str | os.PathLike, results: list | None = None,
         else "hierarchical dual cross-modal information disentanglement",
         num_layers=config.num_layers, modalities=list(config.modalities),
         modalities_text=", ".join(config.modalities), hidden_size=config.hidden_size,
-        codebook_size=config.codebook_size, num_frames=config.num_frames,
+        num_codes=config.num_codes, codes_phrase=_codes_phrase(config), num_frames=config.num_frames,
         active_code_threshold=config.active_code_threshold,
         paper_title=PAPER_TITLE, paper_url=PAPER_URL, paper_authors=", ".join(PAPER_AUTHORS),
         code_url=ORIGINAL_CODE_URL, bibtex=BIBTEX,
@@ -511,107 +529,16 @@ def render_model_card(model_dir: str | os.PathLike, results: list | None = None,
 
 
 def write_model_card(model_dir: str | os.PathLike, results: list | None = None, *,
-                     repo_id: str | None = None) -> Path:
+                     repo_id: str | None = None, folder_name: str | None = None) -> Path:
     """Render the card (:func:`render_model_card`) and write it to ``model_dir/README.md``; returns the path."""
-    card = render_model_card(model_dir, results, repo_id=repo_id)
+    card = render_model_card(model_dir, results, repo_id=repo_id, folder_name=folder_name)
     path = Path(model_dir) / CARD_FILE
     tmp = path.with_name(f".{CARD_FILE}.tmp")
     tmp.write_text(str(card), encoding="utf-8")
     os.replace(tmp, path)  # a reader never sees half a card
     return path
 
-
-# =============================================================================================
-# Upload
-# =============================================================================================
-def check_repo_id(repo_id: Any) -> str:
-    """ValueError unless ``repo_id`` is ``ORG/NAME`` as the Hub accepts it."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    ok = isinstance(repo_id, str) and repo_id.count("/") == 1 and all(repo_id.split("/"))
-    if ok:
-        try:
-            validate_repo_id(repo_id)
-        except HFValidationError:
-            ok = False
-    if not ok:
-        raise ValueError(f"repo_id: expected 'ORG/NAME' (letters, digits, '-', '_', '.'; no '--' or '..'), "
-                         f"got {repo_id!r}")
-    return repo_id
-
-
-def transport_errors() -> tuple[type[BaseException], ...]:
-    """Connection failures as huggingface_hub's HTTP client raises them (httpx2 / httpx), plus the builtins."""
-    import importlib
-
-    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    for name in ("httpx2", "httpx"):
-        try:
-            errors.append(importlib.import_module(name).TransportError)
-        except (ImportError, AttributeError):
-            continue
-    return tuple(errors)
-
-
-def unreachable_hub(err: BaseException, consequence: str) -> OSError:
-    """One-line OSError for a refused, unreachable or timed-out Hub connection, naming the endpoint."""
-    from huggingface_hub import constants
-
-    return OSError(f"cannot reach the Hub at {constants.ENDPOINT} ({type(err).__name__}: {' '.join(str(err).split())})"
-                   f"; {consequence}")
-
-
-@contextlib.contextmanager
-def hub_connection(consequence: str = "nothing was uploaded"):
-    """Turn a connection failure inside the block into :func:`unreachable_hub`'s one-line OSError."""
-    try:
-        yield
-    except transport_errors() as err:
-        raise unreachable_hub(err, consequence) from None
-
-
-def push(model_dir: str | os.PathLike, repo_id: str, private: bool = False, revision: str | None = None,
-         commit_message: str = "Upload H-DCID model", token: str | None = None):
-    """Upload a saved H-DCID / DCID folder to the Hub repo ``repo_id`` in one commit.
-
-    Writes ``README.md`` first if the folder has none (an existing card is never replaced), creates the
-    repo (and the branch ``revision``) if needed, then commits config.json, the safetensors weights,
-    the remote-code ``*.py``, README.md, figures, training_info.json and eval_results.json; nothing
-    else (no checkpoints, no sub-folders). Returns the :class:`huggingface_hub.CommitInfo` (a str: the
-    commit URL). Bad folder, repo id, card or eval results, or no token: ValueError before any network call.
-    """
-    from huggingface_hub import HfApi, ModelCard, get_token
-
-    from .loading import check_model_folder
-
-    folder = check_model_dir(model_dir)
-    check_model_folder(folder)  # truncated / mismatched weights never reach the Hub
-    check_repo_id(repo_id)
-    if revision is not None and (not isinstance(revision, str) or not revision.strip()):
-        raise ValueError(f"revision: expected None or a branch name, got {revision!r}")
-    token = token or get_token()
-    if not token:
-        raise ValueError("no Hugging Face token: expected a token from `hf auth login`, the HF_TOKEN "
-                         "environment variable or token=..., got none")
-    card_path = folder / CARD_FILE
-    if card_path.is_file():
-        try:  # the Hub validates the metadata only once uploading has begun; fail here instead
-            ModelCard(card_path.read_text(encoding="utf-8"))
-        except Exception as err:  # noqa: BLE001 - yaml and metadata errors have many types
-            raise ValueError(f"{card_path}: expected a model card with valid YAML metadata, got {err}") from None
-    else:
-        write_model_card(folder, repo_id=repo_id)
-    files = upload_files(folder)
-
-    api = HfApi(token=token)
-    with hub_connection("nothing was uploaded"):  # refused, unreachable, timed out: nothing was committed
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        if revision is not None and revision != "main":
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        return api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
-                                 commit_message=commit_message, allow_patterns=[glob.escape(name) for name in files])
-
-
-__all__ = ["render_model_card", "write_model_card", "push", "upload_files", "check_model_dir", "check_repo_id",
-           "eval_results_from_dicts", "weight_files", "hub_connection", "transport_errors", "unreachable_hub",
-           "BEHAVIOUR_OPTIONS", "FIGURES", "PAPER_TITLE", "BIBTEX"]
+__all__ = ["render_model_card", "write_model_card", "check_model_dir", "eval_results_from_dicts", "weight_files",
+           "paper_vs_original_table",
+           "BEHAVIOUR_OPTIONS", "FIGURES", "PAPER_TITLE", "PAPER_AUTHORS", "PAPER_URL", "ORIGINAL_CODE_URL", "BIBTEX",
+           "CONFIG_FILE", "CARD_FILE", "TRAINING_INFO_FILE", "EVAL_RESULTS_FILE"]
