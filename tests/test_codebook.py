@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hf_hdcid import HDCIDConfig, HDCIDModel, MultimodalEMACodebook
-from hf_hdcid.modeling.quantization_hdcid import nearest_code
+from hf_hdcid.modeling.codebook_hdcid import nearest_code
 
 from conftest import make_batch
 

@@ -25,8 +25,8 @@ from hf_hdcid.hub import (
 
 from conftest import WITHOUT_PACKAGE, make_batch
 
-REMOTE_CODE = ["configuration_hdcid.py", "convolution_hdcid.py", "modeling_hdcid.py", "objectives_hdcid.py", "quantization_hdcid.py",
-               "quantizers_hdcid.py", "recurrent_hdcid.py", "toc_hdcid.py"]
+REMOTE_CODE = ["configuration_hdcid.py", "convolution_hdcid.py", "modeling_hdcid.py", "objectives_hdcid.py", "codebook_hdcid.py",
+               "quantizer_family_hdcid.py", "recurrent_hdcid.py", "toc_hdcid.py"]
 RESULTS = [
     {"task_type": "audio-classification", "task_name": "cross-modal event classification (video -> audio)",
      "dataset_type": "hdcid-org/ave-features", "dataset_name": "AVE", "dataset_split": "test",

@@ -255,7 +255,7 @@ def test_rvq_code_is_the_sum_of_stage_codes_on_residuals():
 def test_save_load_round_trip_is_bit_exact(name, tmp_path):
     model = trained(name)
     model.save_pretrained(tmp_path)
-    assert "quantizers_hdcid.py" in os.listdir(tmp_path)  # remote code carries the family
+    assert "quantizer_family_hdcid.py" in os.listdir(tmp_path)  # remote code carries the family
     back = HDCIDForPreTraining.from_pretrained(tmp_path)
     own, loaded = model.state_dict(), back.state_dict()
     assert own.keys() == loaded.keys()

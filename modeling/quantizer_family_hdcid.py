@@ -7,7 +7,7 @@ Every quantizer takes the layer's modality-general features and offers
 * ``encode(z [B, T, D]) -> (indices [B, T] long, quantized [B, T, D])`` (never changes a buffer),
 * ``quantize(z) -> indices [B, T]`` and ``toc_codebook(stage) -> [L, D]`` (TOC's matrix).
 
-``"mmema"``: :class:`MultimodalEMACodebook` (quantization_hdcid.py). ``"rvq"``:
+``"mmema"``: :class:`MultimodalEMACodebook` (codebook_hdcid.py). ``"rvq"``:
 :class:`ResidualEMACodebook`. ``"fsq"``: :class:`FiniteScalarQuantizer`. ``"fdt"``:
 :class:`FiniteDiscreteTokens` (FDT, Chen et al., CVPR 2023).
 """
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configuration_hdcid import FSQ_NO_TOC
-from .quantization_hdcid import CodebookOutput, MultimodalEMACodebook, full_precision
+from .codebook_hdcid import CodebookOutput, MultimodalEMACodebook, full_precision
 
 
 def build_quantizer(config) -> nn.Module:
@@ -98,7 +98,7 @@ class ResidualEMACodebook(nn.Module):
             z = {m: x.to(self.embed.dtype) for m, x in semantic.items()}  # [B, T, D]
             residual, outs = z, []
             for stage in self.stages:
-                out = stage._forward(residual, update)
+                out = stage.quantize_modalities(residual, update)
                 outs.append(out)
                 residual = {m: residual[m] - out.quantized[m].detach() for m in z}  # minus the code
             codes = {m: outs[0].quantized[m].detach() for m in z}
