@@ -236,8 +236,7 @@ class FiniteDiscreteTokens(nn.Module):
     query MLP (LayerNorm, Linear, GELU, LayerNorm, Linear), scores s = q(z) E^T / sqrt(D) / temperature,
     weights = sparsemax over the tokens, output = weights @ E per position [B, T, D] (differentiable,
     no straight-through). ``indices`` is the top token; no EMA (``update`` is ignored), no commitment
-    loss (zero); the code-matching loss and TOC use the token bank. :meth:`pool` gives FDT's clip-level
-    feature (scores max-pooled over time, masked positions at -inf)."""
+    loss (zero); the code-matching loss and TOC use the token bank."""
 
     def __init__(self, config):
         super().__init__()
@@ -275,16 +274,6 @@ class FiniteDiscreteTokens(nn.Module):
     def dequantize(self, indices: torch.Tensor) -> torch.Tensor:
         """The tokens of ``indices`` -> [..., D] (the hard, top-1 reading)."""
         return F.embedding(indices, self.tokens)
-
-    def pool(self, semantic: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """FDT's clip feature: token scores max-pooled over the valid positions (mask [B, T], True =
-        valid; masked positions count as -inf, never as 0), sparsemax, weights @ tokens -> [B, D].
-        Every clip needs a valid position."""
-        with full_precision(self.tokens):
-            s = self.scores(semantic)  # [B, T, N]
-            if mask is not None:
-                s = s.masked_fill(~mask.bool().unsqueeze(-1), float("-inf"))
-            return sparsemax(s.amax(dim=1), dim=-1) @ self.tokens
 
     def toc_codebook(self, stage: int = 0) -> torch.Tensor:
         """The token bank [N, D]."""

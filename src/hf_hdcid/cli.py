@@ -27,10 +27,18 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    """One run (one model, task, direction and TOC setting: the record and its summary, as always), or
+    the grid of every model x TOC setting x task x direction (records, ``results.md``/``.png``, the table)."""
+    models = list(args.model) + list(args.models or [])
+    if not models:
+        raise ValueError("model: expected a save_pretrained folder or Hub id (positional or --models)")
+    directions = args.direction or ["v2a", "a2v"]
+    if len(models) > 1 or len(args.task) > 1 or len(directions) > 1 or args.toc == "both" or args.model_names:
+        return _evaluate_grid(args, models, directions)
     from .downstream import evaluate_downstream
 
-    record = evaluate_downstream(args.model, args.task, args.direction, args.data, args.test_data,
-                                 protocol=args.protocol, toc=args.toc, toc_channels=args.toc_channels,
+    record = evaluate_downstream(models[0], args.task[0], directions[0], args.data, args.test_data,
+                                 protocol=args.protocol, toc=args.toc == "on", toc_num_channels=args.toc_num_channels,
                                  layers=args.layers, seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size,
                                  lr=args.lr, out_dir=args.out)
     toc = f"TOC {record['toc']['channels_per_layer']} channels" if record["toc"]["enabled"] else "all channels"
@@ -39,6 +47,19 @@ def _evaluate(args: argparse.Namespace) -> int:
     for name, stats in record["metrics"].items():
         print(f"  {name}: {100 * stats['mean']:.2f} ± {100 * stats['std']:.2f} %  (seeds {record['seeds']})")
     print(f"wrote {record['path']}")
+    return 0
+
+
+def _evaluate_grid(args: argparse.Namespace, models: list, directions: list) -> int:
+    from .downstream.grid import run_grid
+
+    toc = "on" if args.toc == "off" and args.toc_num_channels is not None else args.toc  # as for one run
+    result = run_grid(models, args.task, args.data, test_data=args.test_data, directions=directions, toc=toc,
+                      toc_num_channels=args.toc_num_channels, protocol=args.protocol, seeds=args.seeds,
+                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, layers=args.layers,
+                      out_dir=args.out, model_names=args.model_names)
+    print("\n" + result["table"])
+    print(f"wrote {result['table_path']}, {result['figure_path']} and one JSON per run in {args.out}")
     return 0
 
 
@@ -202,24 +223,37 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     from .downstream.tasks import DIRECTIONS, PROTOCOLS, TASKS
 
-    ev = sub.add_parser("evaluate", help="cross-modal generalisation benchmark of a model (one task, direction)")
-    ev.add_argument("model", help="a save_pretrained folder or Hub id")
-    ev.add_argument("--task", required=True, choices=sorted(TASKS))
-    ev.add_argument("--direction", required=True, choices=sorted(DIRECTIONS) + ["va", "av"],
-                    help="v2a: train on video codes, test on audio codes; a2v: the reverse")
+    from .downstream.grid import TOC_CHOICES
+    from .training.config import deprecated_flag
+
+    ev = sub.add_parser("evaluate", help="cross-modal generalisation benchmark of a model: one task and direction, "
+                                         "or a grid (several models, tasks, directions: the Table 1 layout)")
+    ev.add_argument("model", nargs="*", help="save_pretrained folder(s) or Hub id(s)")
+    ev.add_argument("--models", nargs="+", default=None, help="more models (the spelling of "
+                                                             "scripts/evaluate_downstream.py)")
+    ev.add_argument("--model-names", nargs="+", default=None, help="grid row labels (default: DCID / H-DCID)")
+    ev.add_argument("--task", "--tasks", nargs="+", required=True, choices=sorted(TASKS),
+                    help="one task, or several (a grid)")
+    ev.add_argument("--direction", "--directions", nargs="+", default=None, choices=sorted(DIRECTIONS) + ["va", "av"],
+                    help="v2a: train on video codes, test on audio codes; a2v: the reverse; several: a grid "
+                         "(default: v2a a2v)")
     ev.add_argument("--data", required=True, help="shard folder or Hub dataset id ORG/NAME of the task (training "
                                                   "side)")
     ev.add_argument("--test-data", default=None, help="test-side shard folder or Hub dataset id (ave_avvp, "
                                                       "ucf_vggsound)")
     ev.add_argument("--protocol", choices=PROTOCOLS, default="heldout")
-    ev.add_argument("--toc", action="store_true", help="read only the stored TOC channels")
-    ev.add_argument("--toc-channels", type=int, default=None, help="compute TOC with Q channels per layer first")
+    ev.add_argument("--toc", nargs="?", const="on", default="off", choices=TOC_CHOICES,
+                    help="--toc (= on): read only the stored TOC channels; both: a grid without and with them")
+    ev.add_argument("--toc-num-channels", type=int, default=None,
+                    help="compute TOC with this number of channels per layer first (the TOC runs of a grid)")
+    ev.add_argument("--toc-channels", dest="toc_num_channels", type=int, action=deprecated_flag("--toc-num-channels"),
+                    help="deprecated spelling of --toc-num-channels")
     ev.add_argument("--layers", default="both", help="1, 2 or both")
     ev.add_argument("--seeds", nargs="+", type=int, default=[0])
     ev.add_argument("--epochs", type=int, default=None, help="probe epochs (default: the task's)")
     ev.add_argument("--batch-size", type=int, default=None)
     ev.add_argument("--lr", type=float, default=None)
-    ev.add_argument("--out", default="outputs/downstream", help="folder of the run's JSON")
+    ev.add_argument("--out", default="outputs/downstream", help="folder of the runs' JSON (and a grid's table)")
     ev.set_defaults(func=_evaluate)
     table = sub.add_parser("evaluate-table", help="Table 1 layout (Markdown + bar chart) from run JSONs")
     table.add_argument("results", nargs="+", help="run JSON files or folders of them")

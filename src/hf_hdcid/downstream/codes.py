@@ -36,7 +36,7 @@ def layer_channels(config, layers: list[int], toc: bool) -> list:
         return [None for _ in layers]
     if config.toc_channels is None:
         raise ValueError("toc: the model has no TOC channels (config.toc_channels is None); compute them with "
-                         "`hf-hdcid toc MODEL --channels Q` or pass toc_channels=Q")
+                         "`hf-hdcid toc MODEL --channels Q` or pass toc_num_channels=Q")
     return [list(config.toc_channels[k]) for k in layers]
 
 
