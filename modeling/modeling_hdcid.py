@@ -90,7 +90,6 @@ class HDCIDPreTrainingFeatures:
 
     layers: list
     epoch: int
-    batch_size: int
 
 
 @dataclass
@@ -583,7 +582,7 @@ class HDCIDForPreTraining(HDCIDPreTrainedModel):
             raise ValueError(f"batch: expected a dict with keys {cfg.modalities}, got {type(batch).__name__}")
         # in training mode (the pretraining step) no NaN/inf scan of the inputs: one host sync per call, and
         # shards are validated when written; inference and eval-mode losses keep it (check_finite_inputs)
-        batch_size = check_batch(cfg, batch, require_all=True, check_finite=not self.training)
+        check_batch(cfg, batch, require_all=True, check_finite=not self.training)
         active = self.active_layers(epoch)
         run = cfg.num_layers if (self.training and cfg.update_upper_codebooks_before_warm_start) else active
         x = {m: self.hdcid.layer_input(m, batch[m]) for m in cfg.modalities}
@@ -593,7 +592,7 @@ class HDCIDForPreTraining(HDCIDPreTrainedModel):
                 layer_features, x = self._layer_forward(k, x, update=self.training)
             if k < active:
                 features.append(layer_features)
-        return HDCIDPreTrainingFeatures(layers=features, epoch=epoch, batch_size=batch_size)
+        return HDCIDPreTrainingFeatures(layers=features, epoch=epoch)
 
     def _layer_forward(self, k: int, x: dict, update: bool):
         layer = self.hdcid.layers[k]

@@ -276,10 +276,6 @@ class PretrainConfig:
             raise ValueError(f"{path}: not valid JSON: {err}") from err
         return cls.check_keys(values, str(path))
 
-    @classmethod
-    def from_json(cls, path: str | os.PathLike, **overrides) -> "PretrainConfig":
-        return cls.from_dict({**cls.read_json(path), **overrides}, source=str(path))
-
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
