@@ -340,3 +340,16 @@ def test_no_split_modules_name_the_blocks_that_hold_a_quantizer_with_its_encoder
     assert "HDCIDLayer" in HDCIDForPreTraining._no_split_modules
     for layer in model.hdcid.layers:  # each whole block holds the encoders and the quantizer of one layer
         assert isinstance(layer, HDCIDLayer) and {"general", "specific", "codebook"} <= set(dict(layer.named_children()))
+
+
+def test_auto_device_map_keeps_every_layer_whole():
+    from accelerate.utils import compute_module_sizes, infer_auto_device_map
+
+    model = HDCIDModel(HDCIDConfig.tiny())
+    sizes = compute_module_sizes(model)
+    budget = int(1.5 * sizes["layers.0"])  # a layer fits a device, two do not
+    memory = {0: budget, 1: budget, 2: budget, "cpu": 10**9}
+    placed = infer_auto_device_map(model, max_memory=memory, no_split_module_classes=model._no_split_modules)
+    assert dict(placed) == {"text_encoder": 0, "layers.0": 1, "layers.1": 2}
+    split = infer_auto_device_map(model, max_memory=memory)  # without the attribute a layer is cut apart
+    assert any(key.startswith("layers.1.") for key in split)
