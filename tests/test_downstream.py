@@ -288,7 +288,14 @@ def test_cli_evaluate_with_several_tasks_and_directions_runs_the_grid(synthetic,
                            for d in ("v2a", "a2v"))
     for name in names:  # each record as one run writes it
         record = json.loads((out / name).read_text())
-        assert record["toc"]["enabled"] is False and record["epochs"] == 1
+        assert record["toc"]["enabled"] is False and record["epochs"] == 1 and record["model"] == str(folder)
+    single = tmp_path / "single"
+    assert main(["evaluate", str(folder), "--task", "synthetic_avvp", "--direction", "a2v", "--data", str(data),
+                 "--epochs", "1", "--batch-size", "8", "--out", str(single)]) == 0
+    one = json.loads((single / "h-dcid_synthetic_avvp_a2v_heldout.json").read_text())
+    grid = json.loads((out / "h-dcid_synthetic_avvp_a2v_heldout.json").read_text())
+    drop = ("time_s",)
+    assert {k: v for k, v in one.items() if k not in drop} == {k: v for k, v in grid.items() if k not in drop}
     table = (out / "results.md").read_text()
     assert table in printed and "| model | synthetic_ave V→A (accuracy) | synthetic_ave A→V (accuracy) |" in table
     assert "synthetic_avvp A→V (f1)" in table and f"wrote {out / 'results.md'}" in printed

@@ -3,6 +3,7 @@ what ``hf-hdcid evaluate`` with several models / tasks / directions and the demo
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -40,7 +41,10 @@ def run_grid(models, tasks, data, *, test_data=None, directions=("v2a", "a2v"), 
                                                  layers=layers, seeds=seeds, epochs=epochs,
                                                  batch_size=batch_size, lr=lr, out_dir=out, cache=cache,
                                                  model_name=name)
-                    record["model"] = str(model) if isinstance(model, (str, os.PathLike)) else record["model"]
+                    if isinstance(model, (str, os.PathLike)):  # the folder / Hub id, as a single run records it
+                        record["model"] = str(model)
+                        saved = {k: v for k, v in record.items() if k != "path"}
+                        Path(record["path"]).write_text(json.dumps(saved, indent=2) + "\n")
                     records.append(record)
                     if progress:
                         s = record["score"]
