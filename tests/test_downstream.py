@@ -94,7 +94,7 @@ def _oracle_codes(n, num_classes, t=6, dim=12, seed=0, noise=0.3, modality_shift
     labels = torch.randint(0, num_classes, (n,), generator=g)
     codes = noise * torch.randn(n, t, dim, generator=g) + modality_shift
     codes[torch.arange(n), :, labels] += 2.0
-    return CodeSet(codes, labels, [f"c{i}" for i in range(n)])
+    return CodeSet(codes, labels)
 
 
 def test_probe_transfers_when_both_modalities_share_the_codes():
