@@ -280,8 +280,8 @@ def test_cli_evaluate_with_several_tasks_and_directions_runs_the_grid(synthetic,
 
     data, folder = synthetic
     out = tmp_path / "grid"
-    assert main(["evaluate", str(folder), "--task", "synthetic_ave", "synthetic_avvp", "--direction", "v2a", "a2v",
-                 "--data", str(data), "--epochs", "1", "--batch-size", "8", "--out", str(out)]) == 0
+    assert main(["evaluate", str(folder), "--task", "synthetic_ave", "--task", "synthetic_avvp", "--directions", "v2a",
+                 "a2v", "--data", str(data), "--epochs", "1", "--batch-size", "8", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     names = sorted(p.name for p in out.glob("*.json"))
     assert names == sorted(f"h-dcid_{t}_{d}_heldout.json" for t in ("synthetic_ave", "synthetic_avvp")
@@ -299,6 +299,22 @@ def test_cli_evaluate_with_several_tasks_and_directions_runs_the_grid(synthetic,
     table = (out / "results.md").read_text()
     assert table in printed and "| model | synthetic_ave V→A (accuracy) | synthetic_ave A→V (accuracy) |" in table
     assert "synthetic_avvp A→V (f1)" in table and f"wrote {out / 'results.md'}" in printed
+
+
+def test_cli_evaluate_single_values_parse_in_any_order_as_before(synthetic, tmp_path, capsys):
+    from hf_hdcid.cli import main
+
+    data, folder = synthetic
+    common = ["--data", str(data), "--epochs", "1", "--batch-size", "8"]
+    assert main(["evaluate", "--toc", str(folder), "--task", "synthetic_ave", "--direction", "v2a", *common,
+                 "--out", str(tmp_path / "a")]) == 0
+    assert main(["evaluate", "--task", "synthetic_ave", "--direction", "v2a", str(folder), "--toc", *common,
+                 "--out", str(tmp_path / "b")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("H-DCID synthetic_ave v2a (heldout protocol, TOC [6, 6] channels") == 2
+    assert "average" not in printed  # one run each: no grid table
+    for out in ("a", "b"):
+        assert sorted(p.name for p in (tmp_path / out).iterdir()) == ["h-dcid_toc_synthetic_ave_v2a_heldout.json"]
 
 
 def test_toc_channels_is_a_deprecated_alias_of_toc_num_channels(synthetic, tmp_path, capsys):

@@ -29,7 +29,12 @@ def _demo(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     """One run (one model, task, direction and TOC setting: the record and its summary, as always), or
     the grid of every model x TOC setting x task x direction (records, ``results.md``/``.png``, the table)."""
+    from .downstream.grid import TOC_CHOICES
+
     models = list(args.model) + list(args.models or [])
+    if args.toc not in TOC_CHOICES:  # `--toc MODEL ...`: the bare flag, then the positional model (as always)
+        models.insert(0, args.toc)
+        args.toc = "on"
     if not models:
         raise ValueError("model: expected a save_pretrained folder or Hub id (positional or --models)")
     directions = args.direction or ["v2a", "a2v"]
@@ -232,17 +237,25 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--models", nargs="+", default=None, help="more models (the spelling of "
                                                              "scripts/evaluate_downstream.py)")
     ev.add_argument("--model-names", nargs="+", default=None, help="grid row labels (default: DCID / H-DCID)")
-    ev.add_argument("--task", "--tasks", nargs="+", required=True, choices=sorted(TASKS),
-                    help="one task, or several (a grid)")
-    ev.add_argument("--direction", "--directions", nargs="+", default=None, choices=sorted(DIRECTIONS) + ["va", "av"],
-                    help="v2a: train on video codes, test on audio codes; a2v: the reverse; several: a grid "
-                         "(default: v2a a2v)")
+    # --task X takes one value (so a positional model may follow it, as always) and may be repeated;
+    # --tasks X Y ... takes several: both extend one list (likewise --direction / --directions)
+    tasks = ev.add_mutually_exclusive_group(required=True)
+    tasks.add_argument("--task", dest="task", action="extend", nargs=1, choices=sorted(TASKS),
+                       help="the task (repeat it, or use --tasks, for a grid)")
+    tasks.add_argument("--tasks", dest="task", action="extend", nargs="+", choices=sorted(TASKS),
+                       help="several tasks (a grid)")
+    directions = sorted(DIRECTIONS) + ["va", "av"]
+    ev.add_argument("--direction", dest="direction", action="extend", nargs=1, default=None, choices=directions,
+                    help="v2a: train on video codes, test on audio codes; a2v: the reverse (repeat it, or use "
+                         "--directions, for a grid; default: the grid v2a a2v)")
+    ev.add_argument("--directions", dest="direction", action="extend", nargs="+", choices=directions,
+                    help="several directions (a grid)")
     ev.add_argument("--data", required=True, help="shard folder or Hub dataset id ORG/NAME of the task (training "
                                                   "side)")
     ev.add_argument("--test-data", default=None, help="test-side shard folder or Hub dataset id (ave_avvp, "
                                                       "ucf_vggsound)")
     ev.add_argument("--protocol", choices=PROTOCOLS, default="heldout")
-    ev.add_argument("--toc", nargs="?", const="on", default="off", choices=TOC_CHOICES,
+    ev.add_argument("--toc", nargs="?", const="on", default="off", metavar="{" + ",".join(TOC_CHOICES) + "}",
                     help="--toc (= on): read only the stored TOC channels; both: a grid without and with them")
     ev.add_argument("--toc-num-channels", type=int, default=None,
                     help="compute TOC with this number of channels per layer first (the TOC runs of a grid)")
