@@ -15,8 +15,8 @@ TOC_CHOICES = ("off", "on", "both")
 
 
 def run_grid(models, tasks, data, *, test_data=None, directions=("v2a", "a2v"), toc: str = "both",
-             toc_num_channels: int | None = None, protocol: str = "heldout", seeds=(0,), epochs=None, batch_size=None, lr=None,
-             layers="both", out_dir: str | os.PathLike = "outputs/downstream", model_names=None,
+             toc_num_channels: int | None = None, protocol: str = "heldout", seeds=(0,), epochs=None,
+             batch_size=None, lr=None, layers="both", out_dir: str | os.PathLike = "outputs/downstream", model_names=None,
              progress: bool = True) -> dict:
     """Every model x TOC setting x task x direction; each model is loaded once and its codes are
     extracted once per clip set. ``toc_num_channels``: the TOC runs compute TOC with this number of

@@ -234,7 +234,8 @@ def evaluate_downstream(model, task: str, direction: str, data, test_data=None, 
 
     if toc_channels is not None:
         if toc_num_channels is not None:
-            raise ValueError("toc_channels (deprecated) and toc_num_channels are both given; keep only toc_num_channels")
+            raise ValueError("toc_channels (deprecated) and toc_num_channels are both given; "
+                             "keep only toc_num_channels")
         warnings.warn("evaluate_downstream(toc_channels=...) is deprecated and will be removed; use "
                       "toc_num_channels (the same count)", FutureWarning, stacklevel=2)
         toc_num_channels = toc_channels
@@ -269,7 +270,8 @@ def evaluate_downstream(model, task: str, direction: str, data, test_data=None, 
                              f"of), got {toc_num_channels}")
         if (isinstance(toc_num_channels, bool) or not isinstance(toc_num_channels, int)
                 or not 1 <= toc_num_channels <= config.hidden_size):
-            raise ValueError(f"toc_num_channels: expected an int in [1, {config.hidden_size}], got {toc_num_channels!r}")
+            raise ValueError(f"toc_num_channels: expected an int in [1, {config.hidden_size}], "
+                             f"got {toc_num_channels!r}")
     for m in (train_modality, test_modality):
         if m not in config.modalities:
             raise ValueError(f"model: direction {direction!r} needs {m!r}, which the model does not encode "

@@ -213,7 +213,8 @@ class PretrainConfig:
             fail("club_update_order", f"one of {CLUB_UPDATE_ORDERS}")
         if self.max_steps is not None and (not _is_int(self.max_steps) or self.max_steps < 1):
             fail("max_steps", "None or an int >= 1")
-        if self.toc_num_channels is not None and (not _is_int(self.toc_num_channels) or self.toc_num_channels < 0):
+        count = self.toc_num_channels
+        if count is not None and (not _is_int(count) or count < 0):
             fail("toc_num_channels", "None or an int >= 0")
         if not isinstance(self.split, str) or not self.split:
             fail("split", "a non-empty string")
@@ -416,5 +417,6 @@ def parse_command_line(argv: list[str] | None = None, description: str | None = 
     return PretrainConfig.from_dict(values, source=source)
 
 
-__all__ = ["PretrainConfig", "PretrainConfigError", "RENAMED_FIELDS", "rename_deprecated_keys", "PRESETS", "MIXED_PRECISION", "CLUB_UPDATE_ORDERS",
-           "ENCODER_PASSES", "argument_parser", "parse_command_line", "json_object"]
+__all__ = ["PretrainConfig", "PretrainConfigError", "RENAMED_FIELDS", "rename_deprecated_keys", "deprecated_flag",
+           "PRESETS", "MIXED_PRECISION", "CLUB_UPDATE_ORDERS", "ENCODER_PASSES", "argument_parser",
+           "parse_command_line", "json_object"]

@@ -172,7 +172,8 @@ class PretrainingStep:
         acc = self.accelerator
         context = acc.accumulate(self.main_module) if acc is not None else contextlib.nullcontext()
         with context:
-            out = self.main_module(**batch, epoch=epoch, features=features)
+            # return_dict=True: the output object whatever config.return_dict says
+            out = self.main_module(**batch, epoch=epoch, features=features, return_dict=True)
             if acc is not None:
                 acc.backward(out.loss)
             else:
