@@ -56,7 +56,7 @@ def _port() -> int:
 def run(kind: str, data: Path, out: Path, preset: str, batch: int, steps: int, skip: int) -> dict:
     script = [str(REPO / "scripts" / "pretrain.py"), "--data", str(data), "--output-dir", str(out), "--preset", preset,
               "--batch-size", str(batch), "--max-steps", str(steps), "--epochs", "1000", "--save-every-steps", "0",
-              "--report-to", "none", "--no-plot", "--no-progress", "--toc-channels", "0"]
+              "--report-to", "none", "--no-plot", "--no-progress", "--toc-num-channels", "0"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if kind == "1proc":
         env["OMP_NUM_THREADS"] = "2"

@@ -38,7 +38,7 @@ VARIANTS = {"fp32 eager": ["--mixed-precision", "no"], "bf16 eager": ["--mixed-p
 def run(name: str, data: Path, out: Path, preset: str, batch: int, steps: int, skip: int) -> dict:
     command = [sys.executable, str(REPO / "scripts" / "pretrain.py"), "--data", str(data), "--output-dir", str(out),
                "--preset", preset, "--batch-size", str(batch), "--max-steps", str(steps), "--epochs", "1000",
-               "--save-every-steps", "0", "--report-to", "none", "--no-plot", "--no-progress", "--toc-channels", "0",
+               "--save-every-steps", "0", "--report-to", "none", "--no-plot", "--no-progress", "--toc-num-channels", "0",
                *VARIANTS[name]]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
     start = time.perf_counter()

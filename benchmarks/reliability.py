@@ -105,7 +105,7 @@ def build_cases(work: Path, model: Path, shards: Path) -> list[tuple[str, list[s
         ("evaluate: --lr nan", [*CLI, "evaluate", str(model), *ev, "--lr", "nan"]),
         ("evaluate: --lr -1", [*CLI, "evaluate", str(model), *ev, "--lr", "-1"]),
         ("evaluate: --out is a file", [*CLI, "evaluate", str(model), *ev, "--out", str(a_file)]),
-        ("evaluate: --toc-channels 999", [*CLI, "evaluate", str(model), *ev, "--toc-channels", "999"]),
+        ("evaluate: --toc-num-channels 999", [*CLI, "evaluate", str(model), *ev, "--toc-num-channels", "999"]),
         ("card: foreign weights", [*CLI, "card", str(foreign)]),
         ("card: truncated weights", [*CLI, "card", str(truncated)]),
         ("push: foreign weights", [*CLI, "push", str(foreign), "org/name"]),
@@ -118,11 +118,11 @@ def build_cases(work: Path, model: Path, shards: Path) -> list[tuple[str, list[s
         ("make-synthetic: --text-model without tokenizer", [*CLI, "make-synthetic", str(work / "syn"),
                                                             "--text-model", str(no_tok)]),
         ("make-synthetic: existing folder", [*CLI, "make-synthetic", str(shards), "--clips", "8"]),
-        ("pretrain: --toc-channels 999", [*PRETRAIN, *train, "--output-dir", str(work / "r1"),
-                                          "--toc-channels", "999"]),
-        ("pretrain: fsq with --toc-channels 4", [*PRETRAIN, *train, "--output-dir", str(work / "r2"),
-                                                 "--toc-channels", "4", "--model-config",
-                                                 '{"quantizer": "fsq", "use_cmcm": false}']),
+        ("pretrain: --toc-num-channels 999", [*PRETRAIN, *train, "--output-dir", str(work / "r1"),
+                                              "--toc-num-channels", "999"]),
+        ("pretrain: fsq with --toc-num-channels 4", [*PRETRAIN, *train, "--output-dir", str(work / "r2"),
+                                                     "--toc-num-channels", "4", "--model-config",
+                                                     '{"quantizer": "fsq", "use_cmcm": false}']),
         ("pretrain: malformed hdcid_shards.json", [*PRETRAIN, *train[2:], "--data", str(bad_manifest),
                                                    "--output-dir", str(work / "r3")]),
         ("pretrain: --batch-size 0", [*PRETRAIN, *train[:4], "--batch-size", "0", "--output-dir", str(work / "r4")]),
@@ -137,7 +137,7 @@ def build_cases(work: Path, model: Path, shards: Path) -> list[tuple[str, list[s
 def locked_and_damaged_cases(work: Path, shards: Path) -> list[tuple[str, list[str], object]]:
     """Cases that need a live holder or a damaged checkpoint: (name, command, setup -> cleanup)."""
     train = ["--data", str(shards), "--epochs", "1", "--batch-size", "8", "--no-progress", "--report-to", "none",
-             "--no-plot", "--toc-channels", "0"]
+             "--no-plot", "--toc-num-channels", "0"]
     locked, locked_shards = work / "locked_run", work / "locked_shards"
 
     def hold(folder=locked):
@@ -183,7 +183,7 @@ def disk_full_cases(work: Path, model: Path, shards: Path) -> list[tuple[str, li
     if os.geteuid() != 0 or shutil.which("mount") is None:
         return []
     train = ["--data", str(shards), "--epochs", "2", "--batch-size", "8", "--no-progress", "--report-to", "none",
-             "--no-plot", "--toc-channels", "0"]
+             "--no-plot", "--toc-num-channels", "0"]
     reference = work / "disk_reference"
     subprocess.run([*PRETRAIN, *train, "--output-dir", str(reference)], env=ENV, capture_output=True, check=True)
     step = sorted((reference / "checkpoints").iterdir())[0]
@@ -232,7 +232,7 @@ def kill_cases(work: Path, shards: Path, kills: int) -> list[dict]:
     from hf_hdcid.training.checkpoints import list_checkpoints, verify_checkpoint
 
     train = ["--data", str(shards), "--epochs", "6", "--batch-size", "8", "--no-progress", "--report-to", "none",
-             "--no-plot", "--toc-channels", "0", "--save-every-steps", "2"]
+             "--no-plot", "--toc-num-channels", "0", "--save-every-steps", "2"]
     reference = work / "kill_reference"
     started = time.perf_counter()
     subprocess.run([*PRETRAIN, *train, "--output-dir", str(reference)], env=ENV, capture_output=True, check=True)

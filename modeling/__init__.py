@@ -13,8 +13,8 @@ from .modeling_hdcid import (
     parse_term_name,
     term_name,
 )
-from .quantization_hdcid import MultimodalEMACodebook
-from .quantizers_hdcid import FiniteDiscreteTokens, FiniteScalarQuantizer, ResidualEMACodebook, build_quantizer, sparsemax
+from .codebook_hdcid import MultimodalEMACodebook
+from .quantizer_family_hdcid import FiniteDiscreteTokens, FiniteScalarQuantizer, ResidualEMACodebook, build_quantizer, sparsemax
 from .recurrent_hdcid import AutocastLSTM, lstm_runs_in_autocast_dtype
 from .toc_hdcid import inter_code_similarity, inter_code_variance, select_channels, toc_scores
 

@@ -432,11 +432,6 @@ class HDCIDConfig(PretrainedConfig):
         """Width of the text BiLSTM output (the text modality's layer-1 input)."""
         return 2 * self.text_lstm_hidden_size
 
-    @property
-    def video_map_size(self) -> int:
-        """Height = width of the modality-specific video map after the two unpadded 3x3 convs."""
-        return self.video_spatial_size - 4
-
     def layer_input_dim(self, layer: int, modality: str) -> int:
         """Width of ``x_{m,k}``: the raw (or BiLSTM) input for layer 0, the previous layer's
         modality-specific feature above (appendix eq. 2)."""

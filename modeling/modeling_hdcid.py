@@ -25,8 +25,8 @@ from transformers.utils import ModelOutput
 from .configuration_hdcid import FSQ_NO_TOC, MODALITIES, HDCIDConfig
 from .convolution_hdcid import ChannelsLastConv2d, ChannelsLastConvTranspose2d
 from .objectives_hdcid import CLUBEstimator, CrossModalCPC, cross_modal_code_matching
-from .quantization_hdcid import CodebookOutput, MultimodalEMACodebook
-from .quantizers_hdcid import FiniteDiscreteTokens, build_quantizer
+from .codebook_hdcid import CodebookOutput, MultimodalEMACodebook
+from .quantizer_family_hdcid import FiniteDiscreteTokens, build_quantizer
 from .recurrent_hdcid import AutocastLSTM
 from .toc_hdcid import select_channels
 
@@ -92,7 +92,6 @@ class HDCIDPreTrainingFeatures:
 
     layers: list
     epoch: int
-    batch_size: int
 
 
 class TermName(NamedTuple):
@@ -397,7 +396,15 @@ class HDCIDPreTrainedModel(PreTrainedModel):
     base_model_prefix = "hdcid"
     main_input_name = "video"
     _keep_in_fp32_modules_strict = ["codebook"]
+    # device_map="auto" places each of these whole: a layer's encoders with its quantizer (the codebook call
+    # reads the encoders' outputs and, in training, the codebook buffers on one device), the text BiLSTM
+    _no_split_modules = ["HDCIDLayer", "TextTokenEncoder"]
     supports_gradient_checkpointing = False
+
+    def _use_return_dict(self, return_dict) -> bool:
+        """``return_dict`` resolved the transformers way: None means ``config.return_dict`` (what
+        transformers' deprecated ``config.use_return_dict`` reads; True unless set)."""
+        return self.config.return_dict if return_dict is None else bool(return_dict)
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -533,13 +540,15 @@ class HDCIDModel(HDCIDPreTrainedModel):
         return torch.cat(parts, dim=-1)
 
     def forward(self, audio=None, video=None, text=None, apply_toc: bool = False, return_dict=None, **kwargs):
-        """Encode every modality given; returns :class:`HDCIDModelOutput`."""
+        """Encode every modality given; returns :class:`HDCIDModelOutput`, or its ``to_tuple()`` with
+        ``return_dict=False`` (default: ``config.return_dict``)."""
         if kwargs:
             raise ValueError(f"unexpected inputs {sorted(kwargs)}: expected audio, video and/or text")
         batch = {"audio": audio, "video": video, "text": text}
         check_batch(self.config, batch, require_all=False)  # every modality checked once, here
         outputs = {m: self._encode(m, x, apply_toc) for m, x in batch.items() if x is not None}
-        return HDCIDModelOutput(modalities=tuple(outputs), **outputs)
+        output = HDCIDModelOutput(modalities=tuple(outputs), **outputs)
+        return output if self._use_return_dict(return_dict) else output.to_tuple()
 
 
 class HDCIDForPreTraining(HDCIDPreTrainedModel):
@@ -602,7 +611,7 @@ class HDCIDForPreTraining(HDCIDPreTrainedModel):
             raise ValueError(f"batch: expected a dict with keys {cfg.modalities}, got {type(batch).__name__}")
         # in training mode (the pretraining step) no NaN/inf scan of the inputs: one host sync per call, and
         # shards are validated when written; inference and eval-mode losses keep it (check_finite_inputs)
-        batch_size = check_batch(cfg, batch, require_all=True, check_finite=not self.training)
+        check_batch(cfg, batch, require_all=True, check_finite=not self.training)
         active = self.active_layers(epoch)
         run = cfg.num_layers if (self.training and cfg.update_upper_codebooks_before_warm_start) else active
         x = {m: self.hdcid.layer_input(m, batch[m]) for m in cfg.modalities}
@@ -612,7 +621,7 @@ class HDCIDForPreTraining(HDCIDPreTrainedModel):
                 layer_features, x = self._layer_forward(k, x, update=self.training)
             if k < active:
                 features.append(layer_features)
-        return HDCIDPreTrainingFeatures(layers=features, epoch=epoch, batch_size=batch_size)
+        return HDCIDPreTrainingFeatures(layers=features, epoch=epoch)
 
     def _layer_forward(self, k: int, x: dict, update: bool):
         layer = self.hdcid.layers[k]
@@ -713,12 +722,17 @@ class HDCIDForPreTraining(HDCIDPreTrainedModel):
                 return_dict=None, **kwargs):
         """Loss of eq. 14 for one batch (see :meth:`compute_losses`). ``features``: the output of
         :meth:`extract_features` for this batch (the training step passes it when the CLUB networks are
-        updated between the encoder pass and the loss); the batch is then not encoded again."""
+        updated between the encoder pass and the loss); the batch is then not encoded again. Returns
+        :class:`HDCIDPreTrainingOutput`, or its ``to_tuple()`` with ``return_dict=False`` (default:
+        ``config.return_dict``)."""
         if kwargs:
-            raise ValueError(f"unexpected inputs {sorted(kwargs)}: expected audio, video, text, epoch and features")
+            raise ValueError(f"unexpected inputs {sorted(kwargs)}: expected audio, video, text, epoch, features "
+                             "and return_dict")
         if features is not None:
-            return self.compute_losses(epoch=epoch, features=features)
-        return self.compute_losses({"audio": audio, "video": video, "text": text}, epoch)
+            output = self.compute_losses(epoch=epoch, features=features)
+        else:
+            output = self.compute_losses({"audio": audio, "video": video, "text": text}, epoch)
+        return output if self._use_return_dict(return_dict) else output.to_tuple()
 
 
 __all__ = [

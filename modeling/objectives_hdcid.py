@@ -10,7 +10,7 @@ import itertools
 import torch
 from torch import nn
 
-from .quantization_hdcid import full_precision, squared_distances
+from .codebook_hdcid import full_precision, squared_distances
 from .recurrent_hdcid import AutocastLSTM
 
 

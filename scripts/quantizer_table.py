@@ -125,7 +125,7 @@ def main(argv=None) -> dict:
             cfg = PretrainConfig(
                 data=str(data_dir), preset="tiny", epochs=args.epochs, batch_size=args.batch_size, lr=1e-3,
                 club_steps=args.club_steps, seed=args.seed, output_dir=str(run_dir), save_every_steps=0,
-                progress=False, toc_channels=0,
+                progress=False, toc_num_channels=0,
                 model_config={"num_layers": num_layers, "warm_start_epoch": max(1, args.epochs // 2),
                               "modalities": list(args.modalities), **overrides})
             t0 = time.perf_counter()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hf_hdcid import HDCIDConfig, HDCIDModel, MultimodalEMACodebook
-from hf_hdcid.modeling.quantization_hdcid import nearest_code
+from hf_hdcid.modeling.codebook_hdcid import nearest_code
 
 from conftest import make_batch
 
@@ -234,3 +234,18 @@ def test_unused_codes_explode_with_zero_initial_count_and_stay_put_with_one():
     assert after.norm(dim=-1).min() > 100 * before.norm(dim=-1).max()
     before, after = one_update(1.0)  # W / N decay together: the code does not move
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-6)
+
+
+def test_quantize_modalities_is_the_training_call_without_the_autocast_guard():
+    cfg = HDCIDConfig.tiny(hidden_size=2, num_attention_heads=1, codebook_size=3)
+    z = {"audio": torch.tensor([[[0.9, 0.1], [0.1, 1.8]]]), "video": torch.tensor([[[0.0, 0.1], [1.1, 0.0]]])}
+    torch.manual_seed(0)
+    a = MultimodalEMACodebook(cfg)
+    b = MultimodalEMACodebook(cfg)
+    b.load_state_dict(a.state_dict())
+    out_a = a(z, update=True)
+    out_b = b.quantize_modalities(z, update=True)
+    assert all(torch.equal(out_a.indices[m], out_b.indices[m]) for m in z)
+    assert all(torch.equal(out_a.quantized[m], out_b.quantized[m]) for m in z)
+    for name, value in a.state_dict().items():  # the same EMA update and dead-code bookkeeping
+        assert torch.equal(value, b.state_dict()[name]), name

@@ -26,7 +26,7 @@ def _fresh_dynamo():
 def _losses(shards, out, backend) -> list[float]:
     pretrain(PretrainConfig(data=str(shards), output_dir=str(out), epochs=1, max_steps=3, batch_size=8,
                             club_steps=1, progress=False, report_to="none", plot=False, save_every_steps=0,
-                            toc_channels=0, dynamo_backend=backend, model_config={"modalities": ["audio", "video"]}))
+                            toc_num_channels=0, dynamo_backend=backend, model_config={"modalities": ["audio", "video"]}))
     return [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()]
 
 
@@ -59,7 +59,7 @@ def test_compiled_forward_crosses_the_warm_start_with_the_encoder_in_the_graph(t
     shards = bench_ddp.write_random_shards(tmp_path / "shards", "tiny", 32)  # random features, text included
     out = tmp_path / "run"
     pretrain(PretrainConfig(data=str(shards), output_dir=str(out), epochs=3, batch_size=16, club_steps=1,
-                            progress=False, report_to="none", plot=False, save_every_steps=0, toc_channels=0,
+                            progress=False, report_to="none", plot=False, save_every_steps=0, toc_num_channels=0,
                             dynamo_backend="inductor", club_update_order="after_main",
                             model_config={"warm_start_epoch": 1}))
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]

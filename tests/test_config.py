@@ -36,7 +36,6 @@ def test_derived_dimensions_follow_the_original_layout():
     # layer 2 takes layer 1's specific features: pooled video 512, audio 256, text 256
     assert [c.layer_input_dim(1, m) for m in ("audio", "video", "text")] == [256, 512, 256]
     assert [c.layer_input_dim(0, m) for m in ("audio", "video", "text")] == [128, 512, 256]
-    assert c.video_map_size == 3
     assert HDCIDConfig(modalities=["audio", "video"]).cross_weights() == 0.5
     assert c.cross_weights() == 0.25
 

@@ -13,7 +13,7 @@ from hf_hdcid import HDCIDConfig, HDCIDForPreTraining
 from hf_hdcid.downstream import CodeCache, CodeSet, evaluate_downstream, get_task, train_probe
 from hf_hdcid.downstream.probes import ClipProbe, ExpLogLoss, SegmentProbe
 from hf_hdcid.downstream.report import eval_results, load_records, results_table
-from hf_hdcid.downstream.runner import resolve_layers, resolve_rows, score, score_with_evaluate
+from hf_hdcid.downstream.runner import resolve_layers, resolve_rows, score
 from hf_hdcid.metrics import metric_path
 from hf_hdcid.metrics.hdcid_clip_accuracy.hdcid_clip_accuracy import clip_accuracy
 from hf_hdcid.metrics.hdcid_segment_prf.hdcid_segment_prf import segment_prf
@@ -94,7 +94,7 @@ def _oracle_codes(n, num_classes, t=6, dim=12, seed=0, noise=0.3, modality_shift
     labels = torch.randint(0, num_classes, (n,), generator=g)
     codes = noise * torch.randn(n, t, dim, generator=g) + modality_shift
     codes[torch.arange(n), :, labels] += 2.0
-    return CodeSet(codes, labels, [f"c{i}" for i in range(n)])
+    return CodeSet(codes, labels)
 
 
 def test_probe_transfers_when_both_modalities_share_the_codes():
@@ -201,15 +201,17 @@ def test_a_run_writes_its_record_and_scores_through_evaluate(synthetic, tmp_path
     assert again["chance_accuracy"] == pytest.approx(1 / (max(labels) + 1))
 
 
-def test_evaluate_metrics_equal_the_selection_functions(synthetic):
-    data, folder = synthetic
-    task = get_task("synthetic_avvp")
+def test_score_is_the_evaluate_metric_of_the_task_and_protocol():
+    segments = get_task("synthetic_avvp")
     rng = np.random.default_rng(1)
     pred, ref = rng.integers(0, 2, (60, 29)), rng.integers(0, 2, (60, 29))
     batches = np.repeat(np.arange(3), 20)
     for protocol in ("paper", "heldout"):
-        assert score_with_evaluate(task, protocol, pred, ref, batches) == \
-            pytest.approx(score(task, protocol, pred, ref, batches))
+        expected = segment_prf(pred, ref, protocol=protocol, batch_index=batches if protocol == "paper" else None)
+        assert score(segments, protocol, pred, ref, batches) == pytest.approx(expected)
+    assert score(segments, "paper", pred, ref, batches) != pytest.approx(score(segments, "heldout", pred, ref, batches))
+    clips = get_task("synthetic_ave")
+    assert score(clips, "heldout", np.array([0, 2, 1, 1]), np.array([0, 1, 1, 3]), np.zeros(4)) == {"accuracy": 0.5}
 
 
 def test_bad_inputs_fail_before_any_probe_trains(synthetic, tmp_path):
@@ -257,19 +259,80 @@ def test_table_layout_and_eval_results(synthetic, tmp_path):
     EvalResult(**results[0])  # valid model-index fields
 
 
-def test_script_runs_a_grid_in_a_subprocess(synthetic, tmp_path):
+def test_script_is_the_cli_grid_in_a_subprocess(synthetic, tmp_path):
     data, folder = synthetic
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate_downstream.py"), "--models", str(folder),
                            "--data", str(data), "--tasks", "synthetic_avvp", "--directions", "a2v", "--toc", "off",
-                           "--epochs", "2", "--batch-size", "8", "--out", str(tmp_path / "grid")],
-                          capture_output=True, text=True, timeout=240)
+                           "--model-names", "H-DCID", "--epochs", "2", "--batch-size", "8", "--out",
+                           str(tmp_path / "grid")], capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "synthetic_avvp A→V (f1)" in proc.stdout
     assert (tmp_path / "grid" / "h-dcid_synthetic_avvp_a2v_heldout.json").is_file()
+    assert (tmp_path / "grid" / "results.md").is_file()
     bad = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate_downstream.py"), "--models", str(folder),
                           "--data", str(tmp_path / "nowhere"), "--tasks", "synthetic_ave"],
                          capture_output=True, text=True, timeout=240)
-    assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+    assert bad.returncode == 2 and bad.stderr.startswith("hf-hdcid evaluate: error: ")
+
+
+def test_cli_evaluate_with_several_tasks_and_directions_runs_the_grid(synthetic, tmp_path, capsys):
+    from hf_hdcid.cli import main
+
+    data, folder = synthetic
+    out = tmp_path / "grid"
+    assert main(["evaluate", str(folder), "--task", "synthetic_ave", "--task", "synthetic_avvp", "--directions", "v2a",
+                 "a2v", "--data", str(data), "--epochs", "1", "--batch-size", "8", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    names = sorted(p.name for p in out.glob("*.json"))
+    assert names == sorted(f"h-dcid_{t}_{d}_heldout.json" for t in ("synthetic_ave", "synthetic_avvp")
+                           for d in ("v2a", "a2v"))
+    for name in names:  # each record as one run writes it
+        record = json.loads((out / name).read_text())
+        assert record["toc"]["enabled"] is False and record["epochs"] == 1 and record["model"] == str(folder)
+    single = tmp_path / "single"
+    assert main(["evaluate", str(folder), "--task", "synthetic_avvp", "--direction", "a2v", "--data", str(data),
+                 "--epochs", "1", "--batch-size", "8", "--out", str(single)]) == 0
+    one = json.loads((single / "h-dcid_synthetic_avvp_a2v_heldout.json").read_text())
+    grid = json.loads((out / "h-dcid_synthetic_avvp_a2v_heldout.json").read_text())
+    drop = ("time_s",)
+    assert {k: v for k, v in one.items() if k not in drop} == {k: v for k, v in grid.items() if k not in drop}
+    table = (out / "results.md").read_text()
+    assert table in printed and "| model | synthetic_ave V→A (accuracy) | synthetic_ave A→V (accuracy) |" in table
+    assert "synthetic_avvp A→V (f1)" in table and f"wrote {out / 'results.md'}" in printed
+
+
+def test_cli_evaluate_single_values_parse_in_any_order_as_before(synthetic, tmp_path, capsys):
+    from hf_hdcid.cli import main
+
+    data, folder = synthetic
+    common = ["--data", str(data), "--epochs", "1", "--batch-size", "8"]
+    assert main(["evaluate", "--toc", str(folder), "--task", "synthetic_ave", "--direction", "v2a", *common,
+                 "--out", str(tmp_path / "a")]) == 0
+    assert main(["evaluate", "--task", "synthetic_ave", "--direction", "v2a", str(folder), "--toc", *common,
+                 "--out", str(tmp_path / "b")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("H-DCID synthetic_ave v2a (heldout protocol, TOC [6, 6] channels") == 2
+    assert "average" not in printed  # one run each: no grid table
+    for out in ("a", "b"):
+        assert sorted(p.name for p in (tmp_path / out).iterdir()) == ["h-dcid_toc_synthetic_ave_v2a_heldout.json"]
+
+
+def test_toc_channels_is_a_deprecated_alias_of_toc_num_channels(synthetic, tmp_path, capsys):
+    from hf_hdcid.cli import main
+
+    data, folder = synthetic
+    with pytest.warns(FutureWarning, match="use toc_num_channels"):
+        old = evaluate_downstream(folder, "synthetic_ave", "v2a", data, toc_channels=3, epochs=1, batch_size=8)
+    new = evaluate_downstream(folder, "synthetic_ave", "v2a", data, toc_num_channels=3, epochs=1, batch_size=8)
+    assert old["toc"] == new["toc"] and new["toc"]["channels_per_layer"] == [3, 3]
+    assert old["metrics"] == new["metrics"]
+    with pytest.raises(ValueError, match="both given"):
+        evaluate_downstream(folder, "synthetic_ave", "v2a", data, toc_channels=3, toc_num_channels=3)
+    assert main(["evaluate", str(folder), "--task", "synthetic_ave", "--direction", "v2a", "--data", str(data),
+                 "--toc-channels", "3", "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "--toc-channels is deprecated" in captured.err and "use --toc-num-channels" in captured.err
+    assert "TOC [3, 3] channels" in captured.out
 
 
 def _single_modality_shards(path, modality, n, num_classes, split, seed):

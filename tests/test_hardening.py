@@ -88,7 +88,7 @@ def test_second_pretraining_run_into_a_locked_output_dir_fails_at_once_naming_th
         holder.kill()
         holder.wait()
     # the holder died by SIGKILL: its stale lock is taken over, and released locks leave no file behind
-    pretrain(settings(shards, out, toc_channels=0))
+    pretrain(settings(shards, out, toc_num_channels=0))
     assert (out / "model" / "model.safetensors").is_file()
     assert not lock_file(out).exists()
 
@@ -210,11 +210,11 @@ def test_push_to_an_unreachable_hub_is_one_line_oserror(model_dir, tmp_path, mon
 # ================================================================ 3. settings checked before training
 def test_toc_and_quantizer_settings_fail_before_the_first_step(shards, tmp_path):
     out = tmp_path / "toc999"
-    with pytest.raises(PretrainConfigError, match=r"toc_channels: expected at most hidden_size = \d+ .* got 999"):
-        pretrain(settings(shards, out, toc_channels=999))
+    with pytest.raises(PretrainConfigError, match=r"toc_num_channels: expected at most hidden_size = \d+ .* got 999"):
+        pretrain(settings(shards, out, toc_num_channels=999))
     assert not (out / "train_log.jsonl").exists() and not (out / "checkpoints").exists()
-    with pytest.raises(PretrainConfigError, match="toc_channels: expected 0 or None with quantizer='fsq'"):
-        pretrain(settings(shards, tmp_path / "fsq4", toc_channels=4, model_config={"quantizer": "fsq", "use_cmcm": False}))
+    with pytest.raises(PretrainConfigError, match="toc_num_channels: expected 0 or None with quantizer='fsq'"):
+        pretrain(settings(shards, tmp_path / "fsq4", toc_num_channels=4, model_config={"quantizer": "fsq", "use_cmcm": False}))
     # fsq with the default TOC setting: no TOC (nothing to select), and the run completes
     model = pretrain(settings(shards, tmp_path / "fsq", model_config={"quantizer": "fsq", "use_cmcm": False}))
     assert json.loads((model / "config.json").read_text())["toc_channels"] is None
@@ -285,7 +285,7 @@ def test_toc_out_never_replaces_another_folder_silently(model_dir, tmp_path):
 # ================================================================= 4. atomic final save, disk full
 def test_a_failed_final_save_leaves_the_previous_model_folder_whole(shards, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    first = pretrain(settings(shards, out, toc_channels=0))
+    first = pretrain(settings(shards, out, toc_num_channels=0))
     before = {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()}
 
     def full_disk(self, *args, **kwargs):
@@ -296,7 +296,7 @@ def test_a_failed_final_save_leaves_the_previous_model_folder_whole(shards, tmp_
     monkeypatch.setattr(HDCIDForPreTraining, "save_pretrained", full_disk)
     with pytest.raises(OSError, match=r"no space left on the device while writing the model folder .*model: "
                                       r"[\d.]+ MB free"):
-        pretrain(settings(shards, out, toc_channels=4, resume_from_checkpoint=None))
+        pretrain(settings(shards, out, toc_num_channels=4, resume_from_checkpoint=None))
     after = {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()}
     assert after == before  # the old folder, complete; no new config beside old weights
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary, no lock left
@@ -318,12 +318,12 @@ def test_disk_full_during_a_checkpoint_is_one_line_and_leaves_no_partial_checkpo
     out = tmp_path / "run"
     with pytest.raises(OSError, match=r"no space left on the device while writing checkpoint \S*checkpoints/"
                                       r"step_0000008: [\d.]+ MB free, [\d.]+ MB written before it failed") as caught:
-        pretrain(settings(shards, out, epochs=2, toc_channels=0))
+        pretrain(settings(shards, out, epochs=2, toc_num_channels=0))
     assert "\n" not in str(caught.value) and "931264" in str(caught.value)  # torch's words kept, on one line
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_0000004"]  # no .tmp_, no partial step
     assert not (out / "model").exists()
     monkeypatch.setattr(checkpointing, "save", real_save)
-    model = pretrain(settings(shards, out, epochs=2, toc_channels=0, resume_from_checkpoint="latest"))
+    model = pretrain(settings(shards, out, epochs=2, toc_num_channels=0, resume_from_checkpoint="latest"))
     check_model_folder(model)  # the intact earlier checkpoint resumes
 
 
@@ -434,7 +434,7 @@ def test_nan_in_a_shard_is_named_by_clip_at_its_first_batch_and_never_trains_to_
     out = tmp_path / "nan"
     with pytest.raises(FloatingPointError):
         pretrain(settings(shards, out, model_config={"check_finite_inputs": False}, normalize_inputs=False,
-                          toc_channels=0))
+                          toc_num_channels=0))
     assert not (out / "model").exists()
 
 
@@ -442,15 +442,15 @@ def test_nan_in_a_shard_is_named_by_clip_at_its_first_batch_and_never_trains_to_
 def test_damaged_checkpoint_is_named_or_skipped_with_fallback_and_resume_stays_identical(shards, tmp_path):
     from safetensors.torch import load_file
 
-    reference = pretrain(settings(shards, tmp_path / "reference", epochs=2, toc_channels=0))
+    reference = pretrain(settings(shards, tmp_path / "reference", epochs=2, toc_num_channels=0))
     out = tmp_path / "run"
-    pretrain(settings(shards, out, epochs=2, toc_channels=0))
+    pretrain(settings(shards, out, epochs=2, toc_num_channels=0))
     checkpoints = sorted((out / "checkpoints").iterdir())
     assert [p.name for p in checkpoints] == ["step_0000004", "step_0000008"]
     (checkpoints[-1] / "random_states_0.pkl").write_bytes(b"not a pickle")
     with pytest.raises(PretrainConfigError, match=r"step_0000008: random_states_0.pkl is damaged.*resume_fallback"):
-        pretrain(settings(shards, out, epochs=2, toc_channels=0, resume_from_checkpoint="latest"))
-    model = pretrain(settings(shards, out, epochs=2, toc_channels=0, resume_from_checkpoint="latest",
+        pretrain(settings(shards, out, epochs=2, toc_num_channels=0, resume_from_checkpoint="latest"))
+    model = pretrain(settings(shards, out, epochs=2, toc_num_channels=0, resume_from_checkpoint="latest",
                               resume_fallback=True))
     got, want = load_file(model / "model.safetensors"), load_file(reference / "model.safetensors")
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)

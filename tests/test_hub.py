@@ -76,8 +76,8 @@ def test_checkpoint_holds_fp32_codebooks_and_the_auto_map(tmp_path):
     trained_tiny(tmp_path)
     names = sorted(os.listdir(tmp_path))
     assert {"config.json", "model.safetensors", "configuration_hdcid.py", "modeling_hdcid.py",
-            "quantization_hdcid.py", "objectives_hdcid.py", "recurrent_hdcid.py", "toc_hdcid.py",
-            "convolution_hdcid.py"} <= set(names)
+            "codebook_hdcid.py", "quantizer_family_hdcid.py", "objectives_hdcid.py", "recurrent_hdcid.py",
+            "toc_hdcid.py", "convolution_hdcid.py"} <= set(names)
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["model_type"] == "hdcid"
     assert cfg["auto_map"] == {
@@ -115,12 +115,15 @@ REMOTE = WITHOUT_PACKAGE + textwrap.dedent("""
         "pre_class": type(pre).__name__,
         "equal": bool(torch.equal(out.unified, ref)),
         "codebook_equal": bool(torch.equal(model.layers[0].codebook.embed, pre.hdcid.layers[0].codebook.embed)),
+        "modules": sorted(name.rsplit(".", 1)[-1] for name in sys.modules
+                          if name.startswith("transformers_modules.") and name.endswith("_hdcid")),
     }))
 """)
 
 
-def test_remote_code_loads_in_a_fresh_process_without_the_package(tmp_path):
-    model = trained_tiny(tmp_path / "ckpt").eval()
+def run_remote(model, folder, tmp_path) -> dict:
+    """Load ``folder`` with AutoModel(ForPreTraining) and its remote code in a process without the
+    package; the JSON line of REMOTE (``equal``: its video codes are ``model``'s)."""
     x = make_batch(model.config, seed=9)["video"]
     torch.save(x, tmp_path / "x.pt")
     with torch.no_grad():
@@ -129,10 +132,50 @@ def test_remote_code_loads_in_a_fresh_process_without_the_package(tmp_path):
     script.write_text(REMOTE)
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1",
            "HF_ENDPOINT": "http://127.0.0.1:9", "PYTHONPATH": ""}
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "ckpt"), str(tmp_path / "x.pt"),
+    proc = subprocess.run([sys.executable, str(script), str(folder), str(tmp_path / "x.pt"),
                            str(tmp_path / "ref.pt")], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=300, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+#: remote-code files renamed after 0.1.0 (new name -> the name folders saved by 0.1.0 carry)
+RENAMED_REMOTE_CODE = {"codebook_hdcid": "quantization_hdcid", "quantizer_family_hdcid": "quantizers_hdcid"}
+
+
+def to_release_layout(folder) -> None:
+    """Rewrite a saved folder to the remote-code layout save_pretrained wrote in release 0.1.0: the
+    codebook in quantization_hdcid.py, the quantizer family in quantizers_hdcid.py, imported by those names."""
+    for new, old in RENAMED_REMOTE_CODE.items():
+        (folder / f"{new}.py").rename(folder / f"{old}.py")
+    for path in folder.glob("*.py"):
+        text = path.read_text()
+        for new, old in RENAMED_REMOTE_CODE.items():
+            text = text.replace(f"from .{new} import", f"from .{old} import")
+        path.write_text(text)
+
+
+def test_folder_saved_with_the_release_file_names_still_loads(tmp_path):
+    model = trained_tiny(tmp_path / "old").eval()
+    folder = tmp_path / "old"
+    to_release_layout(folder)
+    assert {"quantization_hdcid.py", "quantizers_hdcid.py"} <= set(os.listdir(folder))
+    assert not {"codebook_hdcid.py", "quantizer_family_hdcid.py"} & set(os.listdir(folder))
+    back = HDCIDForPreTraining.from_pretrained(folder)  # the package's code
+    for key, value in model.state_dict().items():
+        assert torch.equal(back.state_dict()[key], value), key
+    encoder = HDCIDModel.from_pretrained(folder).eval()
+    x = make_batch(model.config, seed=9)["video"]
+    assert torch.equal(encoder.encode("video", x).unified, model.hdcid.encode("video", x).unified)
+    result = run_remote(model, folder, tmp_path)  # the folder's own (release) code
+    assert result == {**result, "pre_class": "HDCIDForPreTraining", "equal": True, "codebook_equal": True}
+    assert {"quantization_hdcid", "quantizers_hdcid"} <= set(result["modules"])
+    assert "codebook_hdcid" not in result["modules"]
+
+
+def test_remote_code_loads_in_a_fresh_process_without_the_package(tmp_path):
+    model = trained_tiny(tmp_path / "ckpt").eval()
+    result = run_remote(model, tmp_path / "ckpt", tmp_path)
+    assert {"codebook_hdcid", "quantizer_family_hdcid"} <= set(result["modules"])
     assert result["class"].startswith("transformers_modules.") and result["class"].endswith("HDCIDModel")
     assert result == {**result, "pre_class": "HDCIDForPreTraining", "equal": True, "codebook_equal": True}

@@ -25,8 +25,8 @@ from hf_hdcid.hub import (
 
 from conftest import WITHOUT_PACKAGE, make_batch
 
-REMOTE_CODE = ["configuration_hdcid.py", "convolution_hdcid.py", "modeling_hdcid.py", "objectives_hdcid.py", "quantization_hdcid.py",
-               "quantizers_hdcid.py", "recurrent_hdcid.py", "toc_hdcid.py"]
+REMOTE_CODE = ["configuration_hdcid.py", "convolution_hdcid.py", "modeling_hdcid.py", "objectives_hdcid.py", "codebook_hdcid.py",
+               "quantizer_family_hdcid.py", "recurrent_hdcid.py", "toc_hdcid.py"]
 RESULTS = [
     {"task_type": "audio-classification", "task_name": "cross-modal event classification (video -> audio)",
      "dataset_type": "hdcid-org/ave-features", "dataset_name": "AVE", "dataset_split": "test",
@@ -56,7 +56,7 @@ PUSHED = sorted(["README.md", "config.json", "eval_results.json", "loss_curves.p
                  "toc_cosine.png", "training_info.json", *REMOTE_CODE])
 
 
-def saved_model(folder, num_layers=2, toc_channels=5, info=True, results=True, figures=True, **overrides):
+def saved_model(folder, num_layers=2, toc_num_channels=5, info=True, results=True, figures=True, **overrides):
     """A tiny pretraining model after one EMA update, with TOC channels, saved with its run files and
     with files push must leave behind (checkpoints/, logs)."""
     torch.manual_seed(0)
@@ -64,8 +64,8 @@ def saved_model(folder, num_layers=2, toc_channels=5, info=True, results=True, f
     model = HDCIDForPreTraining(config).train()
     with torch.no_grad():
         model.compute_losses(make_batch(config), epoch=0)  # EMA update: codebook buffers move off their init
-    if toc_channels:
-        model.compute_toc(num_channels=toc_channels)
+    if toc_num_channels:
+        model.compute_toc(num_channels=toc_num_channels)
     model.save_pretrained(folder)
     if info:
         (folder / "training_info.json").write_text(json.dumps(TRAINING_INFO))

@@ -285,3 +285,71 @@ def test_detach_reconstruction_targets_stops_only_the_target_gradient():
     recon = model.decoders[0]["text"](lf.codes.quantized["text"], lf.specific["text"])
     torch.nn.functional.mse_loss(recon, lf.inputs["text"].detach()).backward(retain_graph=True)
     torch.testing.assert_close(lstm.grad, detached)
+
+
+# ------------------------------------------------------------------ transformers conventions
+def _assert_same_tuple(got, expected):
+    assert type(got) is tuple and len(got) == len(expected)
+    for a, b in zip(got, expected):
+        if isinstance(b, torch.Tensor):
+            assert torch.equal(a, b)
+        elif isinstance(b, dict):
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in b)
+        else:
+            assert type(a) is type(b)
+
+
+def test_model_return_dict_false_gives_the_outputs_to_tuple():
+    cfg = HDCIDConfig.tiny()
+    model = HDCIDModel(cfg).eval()
+    batch = make_batch(cfg, batch_size=2)
+    out = model(**batch)
+    as_tuple = model(**batch, return_dict=False)
+    assert as_tuple[0] == out.modalities == ("audio", "video", "text")
+    assert all(torch.equal(a.unified, b.unified) for a, b in zip(as_tuple[1:], (out.audio, out.video, out.text)))
+    assert len(as_tuple) == len(out.to_tuple()) == 4
+    assert type(model(**batch, return_dict=True)).__name__ == "HDCIDModelOutput"
+    cfg.return_dict = False  # the default comes from the config, as in transformers
+    assert type(model(**batch)) is tuple
+
+
+def test_pretraining_return_dict_false_gives_the_outputs_to_tuple():
+    cfg = HDCIDConfig.tiny(warm_start_epoch=0)
+    model = HDCIDForPreTraining(cfg).eval()
+    batch = make_batch(cfg, batch_size=2)
+    torch.manual_seed(0)  # the sampled CLUB estimator draws a permutation
+    out = model(**batch)
+    torch.manual_seed(0)
+    as_tuple = model(**batch, return_dict=False)
+    _assert_same_tuple(as_tuple[:3], out.to_tuple()[:3])  # loss, losses, diagnostics
+    assert len(as_tuple) == 4 and torch.equal(as_tuple[0], out.loss)
+    features = model.extract_features(batch, epoch=0)
+    torch.manual_seed(1)
+    expected = model(features=features).to_tuple()
+    torch.manual_seed(1)
+    _assert_same_tuple(model(features=features, return_dict=False)[:3], expected[:3])
+
+
+def test_no_split_modules_name_the_blocks_that_hold_a_quantizer_with_its_encoders():
+    from hf_hdcid.modeling.modeling_hdcid import HDCIDLayer
+
+    model = HDCIDForPreTraining(HDCIDConfig.tiny())
+    present = {type(m).__name__ for m in model.modules()}
+    assert set(HDCIDForPreTraining._no_split_modules) <= present
+    assert HDCIDModel._no_split_modules == HDCIDForPreTraining._no_split_modules
+    assert "HDCIDLayer" in HDCIDForPreTraining._no_split_modules
+    for layer in model.hdcid.layers:  # each whole block holds the encoders and the quantizer of one layer
+        assert isinstance(layer, HDCIDLayer) and {"general", "specific", "codebook"} <= set(dict(layer.named_children()))
+
+
+def test_auto_device_map_keeps_every_layer_whole():
+    from accelerate.utils import compute_module_sizes, infer_auto_device_map
+
+    model = HDCIDModel(HDCIDConfig.tiny())
+    sizes = compute_module_sizes(model)
+    budget = int(1.5 * sizes["layers.0"])  # a layer fits a device, two do not
+    memory = {0: budget, 1: budget, 2: budget, "cpu": 10**9}
+    placed = infer_auto_device_map(model, max_memory=memory, no_split_module_classes=model._no_split_modules)
+    assert dict(placed) == {"text_encoder": 0, "layers.0": 1, "layers.1": 2}
+    split = infer_auto_device_map(model, max_memory=memory)  # without the attribute a layer is cut apart
+    assert any(key.startswith("layers.1.") for key in split)

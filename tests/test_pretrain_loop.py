@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from hf_hdcid import HDCIDConfig, HDCIDForPreTraining
 from hf_hdcid.training.loop import PretrainConfig, PretrainConfigError, clip_groups, list_checkpoints, pretrain
+from hf_hdcid.training.config import parse_command_line
 
 from conftest import free_port, minilm_synthetic_shards, reset_accelerate_state
 
@@ -223,7 +224,7 @@ def test_bad_settings_fail_before_training(shards, tmp_path, monkeypatch):
     config_file = tmp_path / "run.json"
     config_file.write_text(json.dumps({"data": str(shards), "epochs": 1, "batch_szie": 4}))
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['batch_szie'\]"):
-        PretrainConfig.from_json(config_file)
+        parse_command_line(["--config", str(config_file)])
     with pytest.raises(ValueError, match="epochs: expected an int >= 1, got 0"):
         PretrainConfig(data=str(shards), epochs=0)
     with pytest.raises(ValueError, match="mixed_precision: expected one of"):
@@ -447,7 +448,7 @@ def test_normalize_inputs_stores_the_pretraining_split_statistics_in_the_config(
     from hf_hdcid.training.loop import feature_statistics
 
     model_dir = pretrain(settings(shards, tmp_path / "norm", epochs=1, max_steps=2, normalize_inputs=True,
-                                  toc_channels=0))
+                                  toc_num_channels=0))
     config = HDCIDForPreTraining.from_pretrained(model_dir).config
     dataset, collate = load_shards(shards, config, split="pretrain")
     batch = collate(dataset[:])
@@ -533,3 +534,30 @@ def test_replace_and_discard_folder_leave_one_complete_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # the old one is gone, nothing aside
     discard_folder(final)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_toc_channels_setting_is_a_deprecated_alias_of_toc_num_channels(tmp_path, capsys):
+    import warnings
+
+    saved = PretrainConfig(toc_num_channels=0, epochs=2).to_dict()
+    saved["toc_channels"] = saved.pop("toc_num_channels")  # a pretrain_config.json written before the rename
+    old_file = tmp_path / "pretrain_config.json"
+    old_file.write_text(json.dumps(saved))
+    with pytest.warns(FutureWarning, match="toc_channels is deprecated .* use toc_num_channels"):
+        assert PretrainConfig.from_dict(PretrainConfig.read_json(old_file)).toc_num_channels == 0
+    with pytest.warns(FutureWarning, match=str(old_file)):
+        cfg = parse_command_line(["--config", str(old_file)])  # resume with the run's saved settings
+    assert cfg.toc_num_channels == 0 and cfg.epochs == 2
+    with pytest.warns(FutureWarning):
+        assert PretrainConfig(toc_channels=4).toc_num_channels == 4
+    with pytest.warns(FutureWarning):
+        assert PretrainConfig(toc_num_channels=4).toc_channels == 4  # reading the old attribute
+    with pytest.raises(ValueError, match="both 'toc_channels' \\(deprecated\\) and 'toc_num_channels'"):
+        PretrainConfig(toc_channels=4, toc_num_channels=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert parse_command_line(["--toc-num-channels", "5"]).toc_num_channels == 5  # the new name: no warning
+    assert parse_command_line(["--toc-channels", "6"]).toc_num_channels == 6
+    assert "--toc-channels is deprecated and will be removed; use --toc-num-channels" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="toc_num_channels: expected None or an int >= 0, got -1"):
+        PretrainConfig(toc_num_channels=-1)

@@ -50,7 +50,7 @@ def shards(tmp_path_factory):
 
 def settings(shards, out, batch_size, **extra) -> dict:
     return dict(data=str(shards), output_dir=str(out), epochs=1, max_steps=STEPS, batch_size=batch_size,
-                club_steps=0, save_every_steps=0, progress=False, report_to="none", plot=False, toc_channels=0,
+                club_steps=0, save_every_steps=0, progress=False, report_to="none", plot=False, toc_num_channels=0,
                 model_config=dict(worker.DECOMPOSABLE), **extra)
 
 

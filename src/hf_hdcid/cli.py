@@ -27,19 +27,24 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    """One run (one model, task, direction and TOC setting: the record and its summary, as always), or
+    the grid of every model x TOC setting x task x direction (records, ``results.md``/``.png``, the table)."""
+    from .downstream.grid import TOC_CHOICES
 
+    models = list(args.model) + list(args.models or [])
+    if args.toc not in TOC_CHOICES:  # `--toc MODEL ...`: the bare flag, then the positional model (as always)
+        models.insert(0, args.toc)
+        args.toc = "on"
+    if not models:
+        raise ValueError("model: expected a save_pretrained folder or Hub id (positional or --models)")
+    directions = args.direction or ["v2a", "a2v"]
+    _check_to_card(args, models)
+    if len(models) > 1 or len(args.task) > 1 or len(directions) > 1 or args.toc == "both" or args.model_names:
+        return _evaluate_grid(args, models, directions)
     from .downstream import evaluate_downstream
 
-    if args.to_card is not None:
-        from .hub import check_model_dir
-
-        check_model_dir(args.to_card)  # a bad --to-card fails before the evaluation
-        if Path(args.model).is_dir() and Path(args.model).resolve() != Path(args.to_card).resolve():
-            raise ValueError(f"--to-card: expected the evaluated model folder {args.model!r}, got {args.to_card!r} "
-                             "(a card describes its own model's results)")
-    record = evaluate_downstream(args.model, args.task, args.direction, args.data, args.test_data,
-                                 protocol=args.protocol, toc=args.toc, toc_channels=args.toc_channels,
+    record = evaluate_downstream(models[0], args.task[0], directions[0], args.data, args.test_data,
+                                 protocol=args.protocol, toc=args.toc == "on", toc_num_channels=args.toc_num_channels,
                                  layers=args.layers, seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size,
                                  lr=args.lr, out_dir=args.out)
     toc = f"TOC {record['toc']['channels_per_layer']} channels" if record["toc"]["enabled"] else "all channels"
@@ -48,13 +53,49 @@ def _evaluate(args: argparse.Namespace) -> int:
     for name, stats in record["metrics"].items():
         print(f"  {name}: {100 * stats['mean']:.2f} ± {100 * stats['std']:.2f} %  (seeds {record['seeds']})")
     print(f"wrote {record['path']}")
-    if args.to_card is not None:
-        from .hub.folder import add_eval_results, is_own_card
+    _add_to_card(args, [record])
+    return 0
 
-        own = is_own_card(args.to_card)
-        card = add_eval_results(args.to_card, [record])
-        print(f"added the result to {args.to_card} (eval_results.json, results.png); "
-              + (f"rewrote {card}" if own else f"kept the hand-written {card}"))
+
+def _check_to_card(args: argparse.Namespace, models: list) -> None:
+    """A bad ``--to-card`` fails before any evaluation: a saved model folder, the one evaluated."""
+    if args.to_card is None:
+        return
+    from pathlib import Path
+
+    from .hub import check_model_dir
+
+    check_model_dir(args.to_card)
+    if len(models) != 1:
+        raise ValueError(f"--to-card: expected one evaluated model (a card describes its own model's results), "
+                         f"got {len(models)}: {models}")
+    if Path(models[0]).is_dir() and Path(models[0]).resolve() != Path(args.to_card).resolve():
+        raise ValueError(f"--to-card: expected the evaluated model folder {models[0]!r}, got {args.to_card!r} "
+                         "(a card describes its own model's results)")
+
+
+def _add_to_card(args: argparse.Namespace, records: list) -> None:
+    if args.to_card is None:
+        return
+    from .hub.folder import add_eval_results, is_own_card
+
+    own = is_own_card(args.to_card)
+    card = add_eval_results(args.to_card, records)
+    print(f"added {len(records)} result(s) to {args.to_card} (eval_results.json, results.png); "
+          + (f"rewrote {card}" if own else f"kept the hand-written {card}"))
+
+
+def _evaluate_grid(args: argparse.Namespace, models: list, directions: list) -> int:
+    from .downstream.grid import run_grid
+
+    toc = "on" if args.toc == "off" and args.toc_num_channels is not None else args.toc  # as for one run
+    result = run_grid(models, args.task, args.data, test_data=args.test_data, directions=directions, toc=toc,
+                      toc_num_channels=args.toc_num_channels, protocol=args.protocol, seeds=args.seeds,
+                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, layers=args.layers,
+                      out_dir=args.out, model_names=args.model_names)
+    print("\n" + result["table"])
+    print(f"wrote {result['table_path']}, {result['figure_path']} and one JSON per run in {args.out}")
+    _add_to_card(args, result["records"])
     return 0
 
 
@@ -222,27 +263,49 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     from .downstream.tasks import DIRECTIONS, PROTOCOLS, TASKS
 
-    ev = sub.add_parser("evaluate", help="cross-modal generalisation benchmark of a model (one task, direction)")
-    ev.add_argument("model", help="a save_pretrained folder or Hub id")
-    ev.add_argument("--task", required=True, choices=sorted(TASKS))
-    ev.add_argument("--direction", required=True, choices=sorted(DIRECTIONS) + ["va", "av"],
-                    help="v2a: train on video codes, test on audio codes; a2v: the reverse")
+    from .downstream.grid import TOC_CHOICES
+    from .training.config import deprecated_flag
+
+    ev = sub.add_parser("evaluate", help="cross-modal generalisation benchmark of a model: one task and direction, "
+                                         "or a grid (several models, tasks, directions: the Table 1 layout)")
+    ev.add_argument("model", nargs="*", help="save_pretrained folder(s) or Hub id(s)")
+    ev.add_argument("--models", nargs="+", default=None, help="more models (the spelling of "
+                                                             "scripts/evaluate_downstream.py)")
+    ev.add_argument("--model-names", nargs="+", default=None, help="grid row labels (default: DCID / H-DCID)")
+    # --task X takes one value (so a positional model may follow it, as always) and may be repeated;
+    # --tasks X Y ... takes several: both extend one list (likewise --direction / --directions)
+    tasks = ev.add_mutually_exclusive_group(required=True)
+    tasks.add_argument("--task", dest="task", action="extend", nargs=1, choices=sorted(TASKS),
+                       help="the task (repeat it, or use --tasks, for a grid)")
+    tasks.add_argument("--tasks", dest="task", action="extend", nargs="+", choices=sorted(TASKS),
+                       help="several tasks (a grid)")
+    directions = sorted(DIRECTIONS) + ["va", "av"]
+    ev.add_argument("--direction", dest="direction", action="extend", nargs=1, default=None, choices=directions,
+                    help="v2a: train on video codes, test on audio codes; a2v: the reverse (repeat it, or use "
+                         "--directions, for a grid; default: the grid v2a a2v)")
+    ev.add_argument("--directions", dest="direction", action="extend", nargs="+", choices=directions,
+                    help="several directions (a grid)")
     ev.add_argument("--data", required=True, help="shard folder or Hub dataset id ORG/NAME of the task (training "
                                                   "side)")
     ev.add_argument("--test-data", default=None, help="test-side shard folder or Hub dataset id (ave_avvp, "
                                                       "ucf_vggsound)")
     ev.add_argument("--protocol", choices=PROTOCOLS, default="heldout")
-    ev.add_argument("--toc", action="store_true", help="read only the stored TOC channels")
-    ev.add_argument("--toc-channels", type=int, default=None, help="compute TOC with Q channels per layer first")
+    ev.add_argument("--toc", nargs="?", const="on", default="off", metavar="{" + ",".join(TOC_CHOICES) + "}",
+                    help="--toc (= on): read only the stored TOC channels; both: a grid without and with them")
+    ev.add_argument("--toc-num-channels", type=int, default=None,
+                    help="compute TOC with this number of channels per layer first (the TOC runs of a grid)")
+    ev.add_argument("--toc-channels", dest="toc_num_channels", type=int, action=deprecated_flag("--toc-num-channels"),
+                    help="deprecated spelling of --toc-num-channels")
     ev.add_argument("--layers", default="both", help="1, 2 or both")
     ev.add_argument("--seeds", nargs="+", type=int, default=[0])
     ev.add_argument("--epochs", type=int, default=None, help="probe epochs (default: the task's)")
     ev.add_argument("--batch-size", type=int, default=None)
     ev.add_argument("--lr", type=float, default=None)
-    ev.add_argument("--out", default="outputs/downstream", help="folder of the run's JSON")
+    ev.add_argument("--out", default="outputs/downstream", help="folder of the runs' JSON (and a grid's table)")
     ev.add_argument("--to-card", default=None, metavar="MODEL_DIR",
-                    help="then add the result to this saved model folder: eval_results.json (its own model-index "
-                         "entry), results.png and the card README.md (hf_hdcid.hub.add_eval_results)")
+                    help="then add the result(s) to this saved model folder (the evaluated one): eval_results.json "
+                         "(one model-index entry per run), results.png and the card README.md "
+                         "(hf_hdcid.hub.add_eval_results)")
     ev.set_defaults(func=_evaluate)
     table = sub.add_parser("evaluate-table", help="Table 1 layout (Markdown + bar chart) from run JSONs")
     table.add_argument("results", nargs="+", help="run JSON files or folders of them")

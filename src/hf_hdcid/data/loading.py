@@ -22,7 +22,7 @@ from datasets import Array2D, Dataset, Value, load_from_disk
 from ..modeling import HDCIDConfig
 from .batches import HDCIDCollator
 from .schema import MANIFEST_NAME, FeatureSchema, as_schema, read_manifest
-from .writing import FEATURE_DTYPES, SEGMENT_LABEL_COLUMNS, _array_feature, _describe, _split_column, _split_counts
+from .writing import FEATURE_DTYPES, SEGMENT_LABEL_COLUMNS, array_feature, describe_feature, split_column, split_counts
 
 
 def _check_files(path: Path) -> dict | None:
@@ -64,27 +64,27 @@ def _check_schema(path: Path, dataset: Dataset, schema: FeatureSchema) -> None:
 
     for name, feature in (("clip_id", Value("string")), ("split", Value("string")), ("label", Value("int64"))):
         if name not in feats:
-            fail(name, _describe(feature), f"no such column (columns: {columns})")
+            fail(name, describe_feature(feature), f"no such column (columns: {columns})")
         if feats[name] != feature:
-            fail(name, _describe(feature), _describe(feats[name]))
+            fail(name, describe_feature(feature), describe_feature(feats[name]))
     for m in schema.modalities:
         if m == "text" and "text" not in feats:
             if "prompt" not in feats:
                 fail("text", "token features or a 'prompt' column", f"neither (columns: {columns})")
             continue
-        expected = _array_feature(schema.shape(m), FEATURE_DTYPES[m])
+        expected = array_feature(schema.shape(m), FEATURE_DTYPES[m])
         if m not in feats:
-            fail(m, _describe(expected),
+            fail(m, describe_feature(expected),
                  f"no such column (config.modalities {list(schema.modalities)}, columns: {columns})")
         got = feats[m]
         if not isinstance(got, type(expected)) or tuple(got.shape) != expected.shape or got.dtype != expected.dtype:
-            fail(m, _describe(expected), _describe(got))
+            fail(m, describe_feature(expected), describe_feature(got))
     widths = set()
     for column in SEGMENT_LABEL_COLUMNS.values():
         if column in feats:
             got = feats[column]
             if not isinstance(got, Array2D) or got.dtype != "int8" or got.shape[0] != schema.num_frames:
-                fail(column, f"Array2D(shape=[{schema.num_frames}, label_width], dtype='int8')", _describe(got))
+                fail(column, f"Array2D(shape=[{schema.num_frames}, label_width], dtype='int8')", describe_feature(got))
             widths.add(got.shape[1])
     if len(widths) > 1:
         fail("video_labels", f"the label_width of audio_labels ({feats['audio_labels'].shape[1]})",
@@ -137,11 +137,11 @@ def load_shards(path: str | os.PathLike, config_or_schema: FeatureSchema | HDCID
 
 def select_split(dataset: Dataset, split: str, path: Any = "dataset") -> Dataset:
     """The rows whose ``split`` column equals ``split`` (ValueError listing the splits present if none)."""
-    column = _split_column(dataset)
+    column = split_column(dataset)
     mask = pc.equal(column, split).to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(mask)
     if rows.size == 0:
-        raise ValueError(f"{path}: split {split!r} is empty or unknown: splits present {_split_counts(dataset)}")
+        raise ValueError(f"{path}: split {split!r} is empty or unknown: splits present {split_counts(dataset)}")
     if rows[-1] - rows[0] + 1 == rows.size:  # contiguous (write_shards groups splits): no indices mapping
         return dataset.select(range(int(rows[0]), int(rows[-1]) + 1))
     return dataset.select(rows, keep_in_memory=True)

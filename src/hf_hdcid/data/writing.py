@@ -55,7 +55,8 @@ STRING_COLUMNS = ("clip_id", "split", "prompt")
 
 
 # ============================================================================================ columns
-def _array_feature(shape: tuple[int, ...], dtype: str):
+def array_feature(shape: tuple[int, ...], dtype: str):
+    """The ``datasets`` feature of a per-clip array: Array2D for [T, C], Array4D for [T, H, W, C]."""
     return (Array2D if len(shape) == 2 else Array4D)(shape=tuple(shape), dtype=dtype)
 
 
@@ -84,7 +85,7 @@ def shard_features(config_or_schema: FeatureSchema | HDCIDConfig, with_text_feat
     columns: dict[str, Any] = {"clip_id": Value("string"), "split": Value("string"), "label": Value("int64")}
     for m in present:
         if m != "text" or text_features:
-            columns[m] = _array_feature(schema.shape(m), FEATURE_DTYPES[m])
+            columns[m] = array_feature(schema.shape(m), FEATURE_DTYPES[m])
     if with_prompt:
         columns["prompt"] = Value("string")
     if label_width is not None:
@@ -94,7 +95,8 @@ def shard_features(config_or_schema: FeatureSchema | HDCIDConfig, with_text_feat
     return Features(columns)
 
 
-def _describe(feature) -> str:
+def describe_feature(feature) -> str:
+    """A column's feature type in one line, as error messages name it (``Array2D(shape=[8, 16], ...)``)."""
     if isinstance(feature, (Array2D, Array4D)):
         return f"{type(feature).__name__}(shape={list(feature.shape)}, dtype={feature.dtype!r})"
     if isinstance(feature, Value):
@@ -320,15 +322,15 @@ def _write_staged(generate, failure, out_dir, overwrite, features, num_shards, w
             raise ValueError(f"{out_dir}: no records: an empty dataset cannot be written")
         if num_shards is not None and num_shards > len(dataset):
             raise ValueError(f"num_shards: expected at most the number of records ({len(dataset)}), got {num_shards}")
-        split_counts = _split_counts(dataset)
+        counts = split_counts(dataset)
         order = _split_order(dataset.data.column("split"))
         if order is not None:  # costs a gather while saving; records written split by split avoid it
             dataset = dataset.select(order, keep_in_memory=True)
         data_dir = staging / "data"
         dataset.save_to_disk(str(data_dir), num_shards=num_shards)
         del dataset
-        write_manifest(data_dir, columns={name: _describe(f) for name, f in features.items()},
-                       split_counts=split_counts, **manifest)
+        write_manifest(data_dir, columns={name: describe_feature(f) for name, f in features.items()},
+                       split_counts=counts, **manifest)
         _check_replaceable(out_dir, overwrite)
         replace_folder(data_dir, out_dir)
     finally:
@@ -346,14 +348,15 @@ def _check_replaceable(out_dir: Path, overwrite: bool) -> None:
                                   "refusing to replace it even with overwrite=True")
 
 
-def _split_column(dataset: Dataset) -> pa.ChunkedArray:
+def split_column(dataset: Dataset) -> pa.ChunkedArray:
     """The ``split`` column in row order (reads only that column, also through an indices mapping)."""
     return dataset.select_columns(["split"]).with_format("arrow")[:].column("split")
 
 
-def _split_counts(dataset: Dataset) -> dict[str, int]:
-    return {c["values"]: int(c["counts"]) for c in pc.value_counts(_split_column(dataset)).to_pylist()}
+def split_counts(dataset: Dataset) -> dict[str, int]:
+    """Clips per split name of a shard dataset."""
+    return {c["values"]: int(c["counts"]) for c in pc.value_counts(split_column(dataset)).to_pylist()}
 
 
 __all__ = ["FEATURE_DTYPES", "SEGMENT_LABEL_COLUMNS", "STRING_COLUMNS", "RecordValidator", "shard_features",
-           "write_shards"]
+           "write_shards"]  # array_feature, describe_feature, split_column, split_counts: for hf_hdcid.data.loading

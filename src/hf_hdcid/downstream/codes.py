@@ -18,12 +18,11 @@ class CodeSet:
 
     codes: [N, T, C] float32 (quantized vectors of the chosen layers, TOC channels only when given,
     layers concatenated). labels: clip classes [N] (long) or segment labels [N, T, W] (float 0/1,
-    background last). clip_ids: N names. unannotated: ids of the clips left out (segment tasks only).
+    background last). unannotated: ids of the clips left out (segment tasks only).
     """
 
     codes: torch.Tensor
     labels: torch.Tensor
-    clip_ids: list
     unannotated: list = None  # segment tasks: clips left out because this modality is not annotated there
 
     def __len__(self) -> int:
@@ -36,7 +35,7 @@ def layer_channels(config, layers: list[int], toc: bool) -> list:
         return [None for _ in layers]
     if config.toc_channels is None:
         raise ValueError("toc: the model has no TOC channels (config.toc_channels is None); compute them with "
-                         "`hf-hdcid toc MODEL --channels Q` or pass toc_channels=Q")
+                         "`hf-hdcid toc MODEL --channels Q` or pass toc_num_channels=Q")
     return [list(config.toc_channels[k]) for k in layers]
 
 
@@ -86,7 +85,7 @@ def extract_codes(encoder, dataset, collate, modality: str, layers: list[int], c
         raise ValueError(f"{source}: {int(unlabelled.sum())} of {len(ids)} clips have no {column!r} labels "
                          f"(-1), e.g. {first}; the task needs labelled clips")
     labels = labels.long() if label_kind == "clip" else labels.float()
-    return CodeSet(codes, labels, ids, unannotated)
+    return CodeSet(codes, labels, unannotated)
 
 
 class CodeCache:

@@ -1,8 +1,9 @@
 """A grid of downstream runs (models x TOC x tasks x directions) with the aggregate table and chart:
-what ``scripts/evaluate_downstream.py`` and the demo run."""
+what ``hf-hdcid evaluate`` with several models / tasks / directions and the demo run."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -14,12 +15,13 @@ TOC_CHOICES = ("off", "on", "both")
 
 
 def run_grid(models, tasks, data, *, test_data=None, directions=("v2a", "a2v"), toc: str = "both",
-             protocol: str = "heldout", seeds=(0,), epochs=None, batch_size=None, lr=None,
-             layers="both", out_dir: str | os.PathLike = "outputs/downstream", model_names=None,
+             toc_num_channels: int | None = None, protocol: str = "heldout", seeds=(0,), epochs=None,
+             batch_size=None, lr=None, layers="both", out_dir: str | os.PathLike = "outputs/downstream", model_names=None,
              progress: bool = True) -> dict:
     """Every model x TOC setting x task x direction; each model is loaded once and its codes are
-    extracted once per clip set. Writes one JSON per run, ``results.md`` and ``results.png`` to
-    ``out_dir``; returns {"records", "table", "table_path", "figure_path"}."""
+    extracted once per clip set. ``toc_num_channels``: the TOC runs compute TOC with this number of
+    channels per layer first (instead of reading the stored channels). Writes one JSON per run,
+    ``results.md`` and ``results.png`` to ``out_dir``; returns {"records", "table", "table_path", "figure_path"}."""
     if toc not in TOC_CHOICES:
         raise ValueError(f"toc: expected one of {TOC_CHOICES}, got {toc!r}")
     models = list(models)
@@ -35,10 +37,14 @@ def run_grid(models, tasks, data, *, test_data=None, directions=("v2a", "a2v"), 
             for task in tasks:
                 for direction in directions:
                     record = evaluate_downstream(encoder, task, direction, data, test_data, protocol=protocol,
-                                                 toc=use_toc, layers=layers, seeds=seeds, epochs=epochs,
+                                                 toc=use_toc, toc_num_channels=toc_num_channels if use_toc else None,
+                                                 layers=layers, seeds=seeds, epochs=epochs,
                                                  batch_size=batch_size, lr=lr, out_dir=out, cache=cache,
                                                  model_name=name)
-                    record["model"] = str(model) if isinstance(model, (str, os.PathLike)) else record["model"]
+                    if isinstance(model, (str, os.PathLike)):  # the folder / Hub id, as a single run records it
+                        record["model"] = str(model)
+                        saved = {k: v for k, v in record.items() if k != "path"}
+                        Path(record["path"]).write_text(json.dumps(saved, indent=2) + "\n")
                     records.append(record)
                     if progress:
                         s = record["score"]

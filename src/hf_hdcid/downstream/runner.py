@@ -4,11 +4,13 @@ other modality, for one task, direction, protocol and TOC setting, over one or m
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import os
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -129,31 +131,27 @@ def predict(probe, task: TaskSpec, codes: CodeSet, batch_size: int) -> tuple[np.
     return np.concatenate(preds), np.concatenate(refs), np.concatenate(batches)
 
 
-def score(task: TaskSpec, protocol: str, predictions, references, batch_index) -> dict:
-    """The task's metrics (the same functions the shipped ``evaluate`` modules compute; importing them
-    imports ``evaluate``, ~4 s, so it happens at the first score, not at import)."""
-    from ..metrics.hdcid_clip_accuracy.hdcid_clip_accuracy import clip_accuracy
-    from ..metrics.hdcid_segment_prf.hdcid_segment_prf import segment_prf
-
-    if task.kind == "clip":
-        return clip_accuracy(predictions, references)
-    return segment_prf(predictions, references, protocol=protocol, batch_index=batch_index)
-
-
-def score_with_evaluate(task: TaskSpec, protocol: str, predictions, references, batch_index) -> dict:
-    """The same metrics through ``evaluate.load`` of the metric modules shipped in the package."""
+@functools.lru_cache(maxsize=None)
+def _metric(name: str, config_name: str | None = None):
+    """The shipped ``evaluate`` metric module ``name`` (loaded once per process)."""
     import evaluate
 
     from ..metrics import metric_path
 
+    return evaluate.load(metric_path(name), config_name)
+
+
+def score(task: TaskSpec, protocol: str, predictions, references, batch_index) -> dict:
+    """The task's metrics through ``evaluate`` (the metric modules shipped in :mod:`hf_hdcid.metrics`):
+    clip accuracy, or segment precision / recall / F1 (paper protocol: averaged per batch of
+    ``batch_index``). Used for the epoch selection and for the reported test scores alike;
+    ``evaluate`` is imported (~4 s) at the first score, not at import."""
     if task.kind == "clip":
-        metric = evaluate.load(metric_path("hdcid_clip_accuracy"))
-        return metric.compute(predictions=predictions.tolist(), references=references.tolist())
-    metric = evaluate.load(metric_path("hdcid_segment_prf"), "paper" if protocol == "paper" else "default")
+        return _metric("hdcid_clip_accuracy").compute(predictions=predictions.tolist(), references=references.tolist())
     inputs = {"predictions": predictions.tolist(), "references": references.tolist()}
     if protocol == "paper":
         inputs["batch_index"] = batch_index.tolist()
-    return metric.compute(**inputs)
+    return _metric("hdcid_segment_prf", "paper" if protocol == "paper" else "default").compute(**inputs)
 
 
 # ============================================================================================ probe training
@@ -219,18 +217,28 @@ def _mean_std(values: list[float]) -> dict:
 
 
 def evaluate_downstream(model, task: str, direction: str, data, test_data=None, *, protocol: str = "heldout",
-                        toc: bool = False, toc_channels: int | None = None, layers="both", seeds=(0,),
+                        toc: bool = False, toc_num_channels: int | None = None, layers="both", seeds=(0,),
                         epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
                         out_dir: str | os.PathLike | None = None, cache: CodeCache | None = None,
-                        split_seed: int = 0, val_fraction: float = 0.2, model_name: str | None = None) -> dict:
+                        split_seed: int = 0, val_fraction: float = 0.2, model_name: str | None = None,
+                        toc_channels: int | None = None) -> dict:
     """Run one task / direction / protocol / TOC setting for every seed; returns the result record
     (and writes it as JSON to ``out_dir`` when given). Everything is checked before any probe trains.
 
     model: an HDCID model, a folder or a Hub id. data: the shard folder of the task (the training
     side for two-dataset tasks, whose test side is ``test_data``). toc: read the stored TOC channels;
-    toc_channels=Q: compute TOC with Q channels per layer first (paper settings). layers: "1", "2",
-    "both". epochs / batch_size / lr of the probe: default the task's (:class:`TaskSpec`)."""
+    toc_num_channels=Q: compute TOC with Q channels per layer first (paper settings). layers: "1", "2",
+    "both". epochs / batch_size / lr of the probe: default the task's (:class:`TaskSpec`).
+    ``toc_channels``: the deprecated name of ``toc_num_channels`` (FutureWarning)."""
     from ..data.shards import load_shards
+
+    if toc_channels is not None:
+        if toc_num_channels is not None:
+            raise ValueError("toc_channels (deprecated) and toc_num_channels are both given; "
+                             "keep only toc_num_channels")
+        warnings.warn("evaluate_downstream(toc_channels=...) is deprecated and will be removed; use "
+                      "toc_num_channels (the same count)", FutureWarning, stacklevel=2)
+        toc_num_channels = toc_channels
 
     started = time.perf_counter()
     spec = get_task(task)
@@ -256,22 +264,24 @@ def evaluate_downstream(model, task: str, direction: str, data, test_data=None, 
         check_writable_folder(out_dir, "out_dir")  # before the work, not after it
     encoder = load_encoder(model)
     config = encoder.config
-    if toc_channels is not None:
+    if toc_num_channels is not None:
         if config.quantizer == "fsq":
-            raise ValueError("toc_channels: expected None with quantizer='fsq' (no codebook to select channels of), "
-                             f"got {toc_channels}")
-        if isinstance(toc_channels, bool) or not isinstance(toc_channels, int) or not 1 <= toc_channels <= config.hidden_size:
-            raise ValueError(f"toc_channels: expected an int in [1, {config.hidden_size}], got {toc_channels!r}")
+            raise ValueError("toc_num_channels: expected None with quantizer='fsq' (no codebook to select channels "
+                             f"of), got {toc_num_channels}")
+        if (isinstance(toc_num_channels, bool) or not isinstance(toc_num_channels, int)
+                or not 1 <= toc_num_channels <= config.hidden_size):
+            raise ValueError(f"toc_num_channels: expected an int in [1, {config.hidden_size}], "
+                             f"got {toc_num_channels!r}")
     for m in (train_modality, test_modality):
         if m not in config.modalities:
             raise ValueError(f"model: direction {direction!r} needs {m!r}, which the model does not encode "
                              f"(modalities {list(config.modalities)})")
     chosen = resolve_layers(config, layers)
-    if toc_channels is not None:
+    if toc_num_channels is not None:
         encoder = copy.deepcopy(encoder)
-        encoder.compute_toc(num_channels=int(toc_channels))
+        encoder.compute_toc(num_channels=int(toc_num_channels))
         toc = True
-    channels = layer_channels(config if toc_channels is None else encoder.config, chosen, toc)
+    channels = layer_channels(config if toc_num_channels is None else encoder.config, chosen, toc)
 
     train_ds, train_collate = load_shards(data)
     test_ds, test_collate = (train_ds, train_collate) if test_data is None else load_shards(test_data)
@@ -293,7 +303,7 @@ def evaluate_downstream(model, task: str, direction: str, data, test_data=None, 
     for seed in seeds:
         best = train_probe(spec, protocol, train_set, select_set, test_set, epochs=epochs, batch_size=batch_size,
                            lr=lr, seed=seed)
-        metrics = score_with_evaluate(spec, protocol, *best["test_outputs"])
+        metrics = score(spec, protocol, *best["test_outputs"])
         per_seed.append({"seed": seed, "best_epoch": best["best_epoch"], "selection_score": best["selection_score"],
                          "test": metrics, "curve": best["curve"]})
         for name, value in metrics.items():
@@ -338,4 +348,4 @@ def run_filename(record: dict) -> str:
 
 
 __all__ = ["evaluate_downstream", "train_probe", "resolve_rows", "resolve_layers", "load_encoder", "score",
-           "score_with_evaluate", "predict", "run_filename"]
+           "predict", "run_filename"]

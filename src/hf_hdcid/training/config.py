@@ -9,9 +9,12 @@ training step.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
+import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +37,34 @@ DYNAMO_BACKENDS = ("no", "inductor", "aot_eager", "eager")
 #: CLUB step re-runs the encoder in training mode (EMA update and dead-code counting included), then a
 #: last pass feeds the main loss: ``club_steps + 1`` encoder passes and codebook updates per batch.
 ENCODER_PASSES = ("once", "per_club_step")
+
+
+#: renamed settings: old name -> new name. The old names still work (a FutureWarning names the new one)
+#: as constructor keywords, keys of a ``--config`` JSON file or of a run's saved ``pretrain_config.json``,
+#: and flags (``--toc-channels``).
+RENAMED_FIELDS = {"toc_channels": "toc_num_channels"}
+
+
+def _renamed(name: str) -> str:
+    new = RENAMED_FIELDS[name]
+    return f"PretrainConfig.{name} is deprecated and will be removed; use {new} (the same value)"
+
+
+def rename_deprecated_keys(values: dict, source: str | None = None) -> dict:
+    """``values`` with every old setting name of :data:`RENAMED_FIELDS` replaced by its new name
+    (a FutureWarning per old name; ValueError when both names are given; ``source``, e.g. the file,
+    starts the messages)."""
+    if not isinstance(values, dict) or not RENAMED_FIELDS.keys() & values.keys():
+        return values
+    values = dict(values)
+    for old, new in RENAMED_FIELDS.items():
+        if old in values:
+            if new in values:
+                raise ValueError(f"{source or 'PretrainConfig'}: both {old!r} (deprecated) and {new!r} are given; "
+                                 f"keep only {new!r}")
+            warnings.warn(f"{source}: {_renamed(old)}" if source else _renamed(old), FutureWarning, stacklevel=3)
+            values[new] = values.pop(old)
+    return values
 
 
 class PretrainConfigError(ValueError):
@@ -100,8 +131,9 @@ class PretrainConfig:
     resume_fallback: bool = field(default=False, metadata=_help(
         "with resume_from_checkpoint='latest': skip damaged checkpoints (said in the log) and resume from the "
         "newest intact one; without it a damaged checkpoint is an error naming the file"))
-    toc_channels: int | None = field(default=None, metadata=_help(
-        "TOC channels per layer computed at the end (None: hidden_size // 2; 0: no TOC)"))
+    toc_num_channels: int | None = field(default=None, metadata=_help(
+        "number of TOC channels per layer computed at the end (None: hidden_size // 2; 0: no TOC); "
+        "formerly toc_channels"))
     num_workers: int = field(default=0, metadata=_help("DataLoader worker processes"))
     progress: bool = field(default=True, metadata=_help("tqdm bar on the main process"))
     save_rank_states: bool = field(default=False, metadata=_help(
@@ -181,8 +213,9 @@ class PretrainConfig:
             fail("club_update_order", f"one of {CLUB_UPDATE_ORDERS}")
         if self.max_steps is not None and (not _is_int(self.max_steps) or self.max_steps < 1):
             fail("max_steps", "None or an int >= 1")
-        if self.toc_channels is not None and (not _is_int(self.toc_channels) or self.toc_channels < 0):
-            fail("toc_channels", "None or an int >= 0")
+        count = self.toc_num_channels
+        if count is not None and (not _is_int(count) or count < 0):
+            fail("toc_num_channels", "None or an int >= 0")
         if not isinstance(self.split, str) or not self.split:
             fail("split", "a non-empty string")
         if not self.output_dir:
@@ -220,6 +253,7 @@ class PretrainConfig:
         """``values`` if it is a dict of field names; ValueError naming ``source`` otherwise."""
         if not isinstance(values, dict):
             raise ValueError(f"{source}: expected a JSON object of settings, got {type(values).__name__}")
+        values = rename_deprecated_keys(values, source)  # files saved before a rename still load
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -243,12 +277,29 @@ class PretrainConfig:
             raise ValueError(f"{path}: not valid JSON: {err}") from err
         return cls.check_keys(values, str(path))
 
-    @classmethod
-    def from_json(cls, path: str | os.PathLike, **overrides) -> "PretrainConfig":
-        return cls.from_dict({**cls.read_json(path), **overrides}, source=str(path))
-
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def toc_channels(self) -> int | None:
+        """Deprecated name of :attr:`toc_num_channels` (a count, not channel indices)."""
+        warnings.warn(_renamed("toc_channels"), FutureWarning, stacklevel=2)
+        return self.toc_num_channels
+
+
+def _accept_renamed_keywords(cls):
+    """``cls(old_name=...)`` keeps working for the settings of :data:`RENAMED_FIELDS`."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **rename_deprecated_keys(kwargs))
+
+    cls.__init__ = __init__
+    return cls
+
+
+PretrainConfig = _accept_renamed_keywords(PretrainConfig)
 
 
 # ============================================================================ command line
@@ -296,7 +347,24 @@ def argument_parser(description: str | None = None):
     parser = PretrainArgumentParser(PretrainConfig, description=description)
     parser.add_argument("--config", type=Path, default=None,
                         help="JSON file of PretrainConfig settings (unknown keys are errors); flags override it")
+    for old, new in RENAMED_FIELDS.items():
+        parser.add_argument(f"--{old}", f"--{old.replace('_', '-')}", dest=new, type=_optional(int),
+                            action=deprecated_flag(f"--{new.replace('_', '-')}"),
+                            help=f"deprecated spelling of --{new.replace('_', '-')}")
     return parser
+
+
+def deprecated_flag(new_flag: str):
+    """argparse action of a renamed flag: stores the value and says the new flag on stderr."""
+    import argparse
+
+    class DeprecatedFlag(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            print(f"warning: {option_string} is deprecated and will be removed; use {new_flag} (the same value)",
+                  file=sys.stderr)
+            setattr(namespace, self.dest, values)
+
+    return DeprecatedFlag
 
 
 def _comma_list(base):
@@ -349,5 +417,6 @@ def parse_command_line(argv: list[str] | None = None, description: str | None = 
     return PretrainConfig.from_dict(values, source=source)
 
 
-__all__ = ["PretrainConfig", "PretrainConfigError", "PRESETS", "MIXED_PRECISION", "CLUB_UPDATE_ORDERS",
-           "ENCODER_PASSES", "argument_parser", "parse_command_line", "json_object"]
+__all__ = ["PretrainConfig", "PretrainConfigError", "RENAMED_FIELDS", "rename_deprecated_keys", "deprecated_flag",
+           "PRESETS", "MIXED_PRECISION", "CLUB_UPDATE_ORDERS", "ENCODER_PASSES", "argument_parser",
+           "parse_command_line", "json_object"]

@@ -156,7 +156,7 @@ def write_model_folder(run: Run, model_dir: Path, train_time: float) -> None:
     from .plots import plot_loss_curves, read_log
 
     cfg, model_config, model = run.cfg, run.model_config, run.model
-    if run.toc_num_channels:  # checked against the model before training (setup.resolve_toc_channels)
+    if run.toc_num_channels:  # checked against the model before training (setup.resolve_toc_num_channels)
         model.compute_toc(num_channels=run.toc_num_channels)
     model.save_pretrained(model_dir)
     log_path = run.output_dir / LOG_FILE

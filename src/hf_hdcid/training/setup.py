@@ -266,7 +266,7 @@ def validate_run(cfg: PretrainConfig) -> Run:
             raise ValueError(f"batch_size: {cfg.batch_size} x {world} process(es) = {cfg.batch_size * world} is larger "
                              f"than the {len(dataset)} clips of split {cfg.split!r} in {data_path} (no full batch to "
                              "train on)")
-        toc_num_channels = resolve_toc_channels(cfg, model_config)
+        toc_num_channels = resolve_toc_num_channels(cfg, model_config)
         check_output_dir(output_dir)  # every process: each must be able to write (and none waits on a failed one)
         lock = lock_output_dir(accelerator, output_dir)
     except PretrainConfigError:
@@ -285,20 +285,21 @@ def validate_run(cfg: PretrainConfig) -> Run:
                toc_num_channels=toc_num_channels, lock=lock)
 
 
-def resolve_toc_channels(cfg: PretrainConfig, model_config) -> int:
-    """TOC channels per layer to compute after training, checked against the model before training:
-    ``toc_channels`` None -> ``hidden_size // 2`` (none for ``quantizer="fsq"``, which has no codebook);
+def resolve_toc_num_channels(cfg: PretrainConfig, model_config) -> int:
+    """Number of TOC channels per layer to compute after training, checked against the model before
+    training: ``toc_num_channels`` None -> ``hidden_size // 2`` (none for ``quantizer="fsq"``, which has no codebook);
     0 -> none; an explicit count must be in [1, hidden_size] and needs a quantizer with a codebook."""
     from ..modeling.configuration_hdcid import FSQ_NO_TOC
 
-    if cfg.toc_channels is None:
+    count = cfg.toc_num_channels
+    if count is None:
         return 0 if model_config.quantizer == "fsq" else model_config.hidden_size // 2
-    if cfg.toc_channels and model_config.quantizer == "fsq":
-        raise ValueError(f"toc_channels: expected 0 or None with quantizer='fsq' ({FSQ_NO_TOC}), got {cfg.toc_channels}")
-    if cfg.toc_channels > model_config.hidden_size:
-        raise ValueError(f"toc_channels: expected at most hidden_size = {model_config.hidden_size} channels per layer "
-                         f"(0: no TOC), got {cfg.toc_channels}")
-    return cfg.toc_channels
+    if count and model_config.quantizer == "fsq":
+        raise ValueError(f"toc_num_channels: expected 0 or None with quantizer='fsq' ({FSQ_NO_TOC}), got {count}")
+    if count > model_config.hidden_size:
+        raise ValueError(f"toc_num_channels: expected at most hidden_size = {model_config.hidden_size} channels per "
+                         f"layer (0: no TOC), got {count}")
+    return count
 
 
 def lock_output_dir(accelerator, output_dir: Path) -> contextlib.ExitStack | None:

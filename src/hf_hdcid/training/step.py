@@ -23,7 +23,7 @@ How the processes stay in step:
   ``find_unused_parameters=True``: before ``warm_start_epoch`` the upper layers take no part, DDP marks
   them unused on every rank and leaves their gradient ``None``, so Adam does not touch them.
   ``broadcast_buffers=False``: the codebooks synchronise themselves (EMA statistics all-reduced,
-  resets broadcast, :mod:`hf_hdcid.modeling.quantization_hdcid`); DDP must not overwrite them.
+  resets broadcast, :mod:`hf_hdcid.modeling.codebook_hdcid`); DDP must not overwrite them.
   ``gradient_as_bucket_view=True``: the gradients live in DDP's buckets (one copy less, ~170 MB less
   per process at the paper size; an unused layer's gradient still stays ``None``).
 * The CLUB networks are ignored by that DDP and trained through :class:`CLUBObjective`, a module of
@@ -172,7 +172,8 @@ class PretrainingStep:
         acc = self.accelerator
         context = acc.accumulate(self.main_module) if acc is not None else contextlib.nullcontext()
         with context:
-            out = self.main_module(**batch, epoch=epoch, features=features)
+            # return_dict=True: the output object whatever config.return_dict says
+            out = self.main_module(**batch, epoch=epoch, features=features, return_dict=True)
             if acc is not None:
                 acc.backward(out.loss)
             else:

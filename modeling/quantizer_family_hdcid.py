@@ -7,7 +7,7 @@ Every quantizer takes the layer's modality-general features and offers
 * ``encode(z [B, T, D]) -> (indices [B, T] long, quantized [B, T, D])`` (never changes a buffer),
 * ``quantize(z) -> indices [B, T]`` and ``toc_codebook(stage) -> [L, D]`` (TOC's matrix).
 
-``"mmema"``: :class:`MultimodalEMACodebook` (quantization_hdcid.py). ``"rvq"``:
+``"mmema"``: :class:`MultimodalEMACodebook` (codebook_hdcid.py). ``"rvq"``:
 :class:`ResidualEMACodebook`. ``"fsq"``: :class:`FiniteScalarQuantizer`. ``"fdt"``:
 :class:`FiniteDiscreteTokens` (FDT, Chen et al., CVPR 2023).
 """
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configuration_hdcid import FSQ_NO_TOC
-from .quantization_hdcid import CodebookOutput, MultimodalEMACodebook, full_precision
+from .codebook_hdcid import CodebookOutput, MultimodalEMACodebook, full_precision
 
 
 def build_quantizer(config) -> nn.Module:
@@ -98,7 +98,7 @@ class ResidualEMACodebook(nn.Module):
             z = {m: x.to(self.embed.dtype) for m, x in semantic.items()}  # [B, T, D]
             residual, outs = z, []
             for stage in self.stages:
-                out = stage._forward(residual, update)
+                out = stage.quantize_modalities(residual, update)
                 outs.append(out)
                 residual = {m: residual[m] - out.quantized[m].detach() for m in z}  # minus the code
             codes = {m: outs[0].quantized[m].detach() for m in z}
@@ -236,8 +236,7 @@ class FiniteDiscreteTokens(nn.Module):
     query MLP (LayerNorm, Linear, GELU, LayerNorm, Linear), scores s = q(z) E^T / sqrt(D) / temperature,
     weights = sparsemax over the tokens, output = weights @ E per position [B, T, D] (differentiable,
     no straight-through). ``indices`` is the top token; no EMA (``update`` is ignored), no commitment
-    loss (zero); the code-matching loss and TOC use the token bank. :meth:`pool` gives FDT's clip-level
-    feature (scores max-pooled over time, masked positions at -inf)."""
+    loss (zero); the code-matching loss and TOC use the token bank."""
 
     def __init__(self, config):
         super().__init__()
@@ -275,16 +274,6 @@ class FiniteDiscreteTokens(nn.Module):
     def dequantize(self, indices: torch.Tensor) -> torch.Tensor:
         """The tokens of ``indices`` -> [..., D] (the hard, top-1 reading)."""
         return F.embedding(indices, self.tokens)
-
-    def pool(self, semantic: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """FDT's clip feature: token scores max-pooled over the valid positions (mask [B, T], True =
-        valid; masked positions count as -inf, never as 0), sparsemax, weights @ tokens -> [B, D].
-        Every clip needs a valid position."""
-        with full_precision(self.tokens):
-            s = self.scores(semantic)  # [B, T, N]
-            if mask is not None:
-                s = s.masked_fill(~mask.bool().unsqueeze(-1), float("-inf"))
-            return sparsemax(s.amax(dim=1), dim=-1) @ self.tokens
 
     def toc_codebook(self, stage: int = 0) -> torch.Tensor:
         """The token bank [N, D]."""

@@ -151,15 +151,17 @@ class MultimodalEMACodebook(nn.Module):
 
     # ------------------------------------------------------------------ training call
     def forward(self, semantic: dict, update: bool) -> CodebookOutput:
+        """:meth:`quantize_modalities` with autocast off (the codebook works in full precision)."""
         with full_precision(self.embed):
-            return self._forward(semantic, update)
+            return self.quantize_modalities(semantic, update)
 
-    def _forward(self, semantic: dict, update: bool) -> CodebookOutput:
+    def quantize_modalities(self, semantic: dict, update: bool) -> CodebookOutput:
         """Quantise every modality of ``semantic`` ({name: [B, T, D]}) against the codebook.
 
         With ``update`` (training only) the multimodal EMA update and the dead-code reset follow,
         on statistics summed over all processes. Codes and losses use the codebook as it was before
-        the update, as in the original.
+        the update, as in the original. Runs in the caller's autocast state: :meth:`forward` turns
+        autocast off; a caller already in full precision (a residual stage) calls this directly.
         """
         names = list(semantic)
         embed = self.embed.detach().clone() if update else self.embed  # [L, D] snapshot
