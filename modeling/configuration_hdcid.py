@@ -212,15 +212,14 @@ class HDCIDConfig(PretrainedConfig):
             0.0 (default; in neither the paper nor the original code, which use the raw estimate, None):
             the sampled CLUB estimate is unbounded below (squared errors of the unnormalised
             modality-specific features, a log-variance bounded by tanh), and minimising it lets the
-            encoders scale those features up until it diverges: measured on the synthetic demo, a tiny
-            DCID's video term reached -1.9e10 after 16 epochs at lr 1e-3 while its CLUB net's loss
-            grew to 4e13. True mutual information is never negative, so a negative estimate carries no
-            signal worth following; with the clamp that run stays bounded.
+            encoders scale those features up until it diverges (the synthetic demo's run: BENCHMARKS.md).
+            True mutual information is never negative, so a negative estimate carries no signal worth
+            following; with the clamp that run stays bounded.
         detach_reconstruction_targets (bool): stop gradients through reconstruction targets that are
             themselves trainable (the text BiLSTM output, layer-k>1 inputs). The original does not
             (False, default). Detaching removes the pull of the targets towards the decoder's output,
-            but measured on the synthetic benchmark it cut cross-modal code agreement from about
-            0.2 to 0.03 (BENCHMARKS.md), so it is off by default.
+            but on the synthetic benchmark it cut cross-modal code agreement (BENCHMARKS.md), so it is
+            off by default.
         warm_start_epoch (int): layers above the first enter the loss from this epoch (3).
         upper_layer_loss_weight (float): weight of each layer above the first once warm (0.3; the
             paper does not state it, the original code uses 0.3).

@@ -474,9 +474,13 @@ def test_convert_original_output_is_staged_and_never_clobbers(tmp_path):
     assert (other / "data.txt").read_text() == "keep"
     out = save_converted(model, report, tmp_path / "converted")
     check_model_folder(out)
+    card = (out / "README.md").read_text()  # the folder's owner writes its card with it
+    assert "# converted" in card and json.loads((out / "conversion_report.json").read_text())["variant"] == "hdcid"
+    encoder = save_converted(model, report, tmp_path / "encoder", encoder_only=True)
+    assert (encoder / "README.md").is_file() and check_model_folder(encoder) is not None
     with pytest.raises(FileExistsError, match="already exists"):
         save_converted(model, report, out)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["converted", "other"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["converted", "encoder", "other"]
 
 
 def test_truncated_original_checkpoint_is_named_as_cut_short(tmp_path):

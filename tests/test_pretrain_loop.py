@@ -254,11 +254,11 @@ def test_bad_settings_fail_before_training(shards, tmp_path, monkeypatch):
     for bad, message in ((dict(lr_scheduler="step"), "lr_scheduler: expected one of"),
                          (dict(encoder_passes=6), "encoder_passes: expected one of"),
                          (dict(lr_gamma=2.0), r"lr_gamma: expected a number in \(0, 1\]"),
-                         (dict(push_to_hub=True), "hub_model_id: expected ORG/NAME")):
+                         (dict(push_to_hub=True), "hub_model_id: expected .?ORG/NAME")):
         with pytest.raises(ValueError, match=message):
             settings(shards, tmp_path / "x", **bad)
     for bad, message in ((dict(report_to="no_such_tracker"), "report_to: expected"),
-                         (dict(push_to_hub=True, hub_model_id="not a repo"), "hub_model_id: expected ORG/NAME"),
+                         (dict(push_to_hub=True, hub_model_id="not a repo"), "hub_model_id: expected .?ORG/NAME"),
                          (dict(push_to_hub=True, hub_model_id="org/name"), "no Hugging Face token found")):
         out = tmp_path / "never"
         with pytest.raises(PretrainConfigError, match=message):

@@ -528,22 +528,14 @@ def original_state_dicts(model: HDCIDForPreTraining) -> dict:
 
 def save_converted(model: HDCIDForPreTraining, report: ConversionReport, out_dir: str | os.PathLike,
                    encoder_only: bool = False, overwrite: bool = False) -> Path:
-    """``save_pretrained`` the model (or its :class:`HDCIDModel` encoder alone) into ``out_dir`` and write
-    ``conversion_report.json`` beside it. Returns the folder.
+    """``save_pretrained`` the model (or its :class:`HDCIDModel` encoder alone) into ``out_dir`` with
+    ``conversion_report.json`` and a model card (:func:`hf_hdcid.hub.folder.save_converted_model`: staged,
+    locked, never clobbering another folder). Returns the folder."""
+    from .hub.folder import save_converted_model
 
-    Written under the folder's lock into a temporary folder and renamed into place complete
-    (:mod:`hf_hdcid.folders`); an existing non-empty ``out_dir`` is replaced only with ``overwrite`` and
-    only if it is a model folder (has ``config.json``)."""
-    from .folders import exclusive_folder, staged_folder
-
-    out = Path(out_dir)
-    with exclusive_folder(out, "hf-hdcid convert-original"), staged_folder(
-            out, overwrite=overwrite, replaceable=lambda p: (p / "config.json").is_file(), what="model folder") as tmp:
-        (model.hdcid if encoder_only else model).save_pretrained(tmp)
-        record = report.to_dict()
-        record["saved"] = "HDCIDModel (encoder only)" if encoder_only else "HDCIDForPreTraining"
-        (tmp / "conversion_report.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return out
+    record = report.to_dict()
+    record["saved"] = "HDCIDModel (encoder only)" if encoder_only else "HDCIDForPreTraining"
+    return save_converted_model(model.hdcid if encoder_only else model, record, out_dir, overwrite=overwrite)
 
 
 __all__ = [

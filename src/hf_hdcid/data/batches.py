@@ -56,9 +56,9 @@ def _finite_rows(x: torch.Tensor) -> torch.Tensor:
     """[B] bool: whether row b of ``x`` [B, ...] holds only finite values.
 
     A sum is finite only if all its terms are (NaN and inf propagate), and on the CPU a row sum is
-    many times faster than ``torch.isfinite`` (measured 1.3 ms against 98 ms for a paper-size video
-    batch); only rows whose sum is not finite (NaN/inf, or large values whose sum overflows) are then
-    checked value by value, so the answer is exact.
+    many times faster than ``torch.isfinite`` (BENCHMARKS.md, issue 16); only rows whose sum is not
+    finite (NaN/inf, or large values whose sum overflows) are then checked value by value, so the
+    answer is exact.
     """
     flat = x.flatten(1)  # [B, N]
     sums = flat.sum(1) if flat.dtype in (torch.float32, torch.float64) else flat.sum(1, dtype=torch.float32)

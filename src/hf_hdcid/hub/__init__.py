@@ -41,6 +41,7 @@ from .folder import (
     TOC_SUMMARY_FILE,
     add_eval_results,
     add_toc,
+    save_converted_model,
     is_own_card,
     refresh_card,
     set_eval_results,
@@ -50,6 +51,7 @@ from .push import (
     UPLOAD_NAMES,
     UPLOAD_SUFFIXES,
     check_repo_id,
+    is_repo_id,
     hub_connection,
     push,
     transport_errors,
@@ -57,7 +59,7 @@ from .push import (
     upload_files,
 )
 
-__all__ = ["render_model_card", "write_model_card", "push", "upload_files", "check_model_dir", "check_repo_id",
+__all__ = ["save_converted_model", "render_model_card", "write_model_card", "push", "upload_files", "check_model_dir", "check_repo_id", "is_repo_id",
            "eval_results_from_dicts", "weight_files", "paper_vs_original_table", "hub_connection", "transport_errors", "unreachable_hub",
            "add_toc", "add_eval_results", "set_eval_results", "refresh_card", "is_own_card", "write_toc_files",
            "BEHAVIOUR_OPTIONS", "FIGURES", "PAPER_TITLE", "PAPER_AUTHORS", "PAPER_URL", "ORIGINAL_CODE_URL", "BIBTEX",

@@ -215,15 +215,9 @@ def _number(value) -> float | None:
 
 
 def _is_hub_id(name) -> bool:
-    if not isinstance(name, str) or name.count("/") != 1:
-        return False
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    from .push import is_repo_id
 
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return False
-    return True
+    return is_repo_id(name)
 
 
 def _input_shapes(config) -> dict:

@@ -7,7 +7,9 @@ goes through them, so that config, figures, results and card always agree.
   ``downstream_results.json``, their model-index form into ``eval_results.json``, the results chart
   ``results.png``, the card refreshed (``hf-hdcid evaluate --to-card``, the demo);
 * :func:`refresh_card` – ``README.md`` re-rendered from what the folder holds (``hf-hdcid card``,
-  the pretraining loop at the end).
+  the pretraining loop at the end);
+* :func:`save_converted_model` – a model converted from an original checkpoint, its
+  ``conversion_report.json`` and its card, as one new folder (``hf-hdcid convert-original``).
 
 A run record replaces an older one for the same task, direction, TOC setting (on/off, channels per
 layer), protocol and layers (:func:`hf_hdcid.downstream.report.record_key`); records for other
@@ -241,5 +243,29 @@ def set_eval_results(folder: str | os.PathLike, results: list, *, repo_id: str |
         return refresh_card(folder, repo_id=repo_id)
 
 
-__all__ = ["add_toc", "add_eval_results", "set_eval_results", "refresh_card", "is_own_card", "OWN_CARD_MARK", "write_toc_files", "DOWNSTREAM_RESULTS_FILE",
+__all__ = ["add_toc", "add_eval_results", "save_converted_model", "CONVERSION_REPORT_FILE", "set_eval_results", "refresh_card", "is_own_card", "OWN_CARD_MARK", "write_toc_files", "DOWNSTREAM_RESULTS_FILE",
            "RESULTS_FIGURE", "TOC_FIGURE", "TOC_SUMMARY_FILE"]
+
+
+# =============================================================================================
+# Converted original checkpoints
+# =============================================================================================
+CONVERSION_REPORT_FILE = "conversion_report.json"
+
+
+def save_converted_model(model, report: dict, out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """``save_pretrained`` ``model`` (an ``HDCIDForPreTraining`` or its ``HDCIDModel`` encoder) into the
+    new folder ``out_dir`` with ``conversion_report.json`` (``report``) and its card; returns the folder.
+
+    Written under the folder's lock into a temporary folder and renamed into place complete
+    (:mod:`hf_hdcid.folders`); an existing non-empty ``out_dir`` is replaced only with ``overwrite`` and
+    only if it is a model folder (has ``config.json``)."""
+    from ..folders import exclusive_folder, staged_folder
+
+    out = Path(out_dir)
+    with exclusive_folder(out, "hf-hdcid convert-original"), staged_folder(
+            out, overwrite=overwrite, replaceable=lambda p: (p / CONFIG_FILE).is_file(), what="model folder") as tmp:
+        model.save_pretrained(tmp)
+        _write_json(tmp / CONVERSION_REPORT_FILE, report)
+        write_model_card(tmp, folder_name=out.name)
+    return out

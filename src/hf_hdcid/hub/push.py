@@ -18,7 +18,7 @@ from .folder import DOWNSTREAM_RESULTS_FILE, TOC_SUMMARY_FILE, refresh_card
 
 # What push uploads: top-level files only (checkpoints/ and other sub-folders never go up).
 UPLOAD_NAMES = (CONFIG_FILE, CARD_FILE, TRAINING_INFO_FILE, EVAL_RESULTS_FILE, DOWNSTREAM_RESULTS_FILE,
-                TOC_SUMMARY_FILE)
+                TOC_SUMMARY_FILE, "conversion_report.json")
 UPLOAD_SUFFIXES = (".safetensors", ".safetensors.index.json", ".py", ".png")
 
 
@@ -34,18 +34,23 @@ def upload_files(model_dir: str | os.PathLike) -> list[str]:
 # =============================================================================================
 # Upload
 # =============================================================================================
-def check_repo_id(repo_id: Any) -> str:
-    """ValueError unless ``repo_id`` is ``ORG/NAME`` as the Hub accepts it."""
+def is_repo_id(repo_id: Any) -> bool:
+    """Whether ``repo_id`` is ``ORG/NAME`` as the Hub accepts it (the one repo-id rule of the package)."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-    ok = isinstance(repo_id, str) and repo_id.count("/") == 1 and all(repo_id.split("/"))
-    if ok:
-        try:
-            validate_repo_id(repo_id)
-        except HFValidationError:
-            ok = False
-    if not ok:
-        raise ValueError(f"repo_id: expected 'ORG/NAME' (letters, digits, '-', '_', '.'; no '--' or '..'), "
+    if not (isinstance(repo_id, str) and repo_id.count("/") == 1 and all(repo_id.split("/"))):
+        return False
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return False
+    return True
+
+
+def check_repo_id(repo_id: Any, field: str = "repo_id") -> str:
+    """ValueError naming ``field`` unless ``repo_id`` is ``ORG/NAME`` as the Hub accepts it (:func:`is_repo_id`)."""
+    if not is_repo_id(repo_id):
+        raise ValueError(f"{field}: expected 'ORG/NAME' (letters, digits, '-', '_', '.'; no '--' or '..'), "
                          f"got {repo_id!r}")
     return repo_id
 

@@ -108,15 +108,10 @@ def check_hub_settings(cfg: PretrainConfig) -> None:
     if not cfg.push_to_hub:
         return
     from huggingface_hub import get_token
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-    try:
-        validate_repo_id(cfg.hub_model_id)
-        if cfg.hub_model_id.count("/") != 1:
-            raise HFValidationError("no namespace")
-    except HFValidationError as err:
-        raise ValueError(f"hub_model_id: expected ORG/NAME (a valid Hub repo id), got {cfg.hub_model_id!r}: {err}") \
-            from err
+    from ..hub import check_repo_id
+
+    check_repo_id(cfg.hub_model_id, "hub_model_id")
     if get_token() is None:
         raise ValueError("push_to_hub: no Hugging Face token found; run `hf auth login` or set HF_TOKEN "
                          "(or drop push_to_hub)")
