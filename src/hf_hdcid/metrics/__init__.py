@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-METRICS = ("hdcid_clip_accuracy", "hdcid_segment_prf")
+METRICS = ("hdcid_clip_accuracy", "hdcid_segment_prf", "hdcid_retrieval")
 
 
 def metric_path(name: str) -> str:
