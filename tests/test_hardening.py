@@ -330,7 +330,10 @@ def test_disk_full_during_a_checkpoint_is_one_line_and_leaves_no_partial_checkpo
 def test_checkpoint_write_errors_are_mapped_only_when_they_are_disk_errors(tmp_path):
     from safetensors import SafetensorError
 
-    from hf_hdcid.training.checkpoints import checkpoint_write_error
+    from hf_hdcid.folders import write_error
+
+    def checkpoint_write_error(err, final, written):  # as save_checkpoint maps a failed write
+        return write_error(err, final, "writing checkpoint", written)
 
     final = tmp_path / "checkpoints" / "step_0000002"
     full = SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")

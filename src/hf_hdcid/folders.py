@@ -242,10 +242,11 @@ def disk_error(err: OSError, path: Path, action: str = "writing", written: int |
     return err
 
 
-#: how writers that are not the OS report a write cut short by a full disk: torch's zip writer
-#: (``unexpected pos 931264 vs 931156``, ``file write failed``), safetensors (``os error 28``)
-_SHORT_WRITE_MARKS = ("unexpected pos", "file write failed", "no space left", "storagefull", "os error 28",
-                      "disk quota", "os error 122", "read-only file system", "os error 30")
+#: how writers that are not the OS word a failed write, by the errno it stands for: torch's zip writer
+#: (``unexpected pos 931264 vs 931156``, ``file write failed``), safetensors (``... (os error 28)``)
+_WRITER_WORDS = ((errno.EROFS, ("read-only file system", "os error 30")),
+                 (errno.ENOSPC, ("unexpected pos", "file write failed", "no space left", "storagefull", "os error 28",
+                                 "disk quota", "os error 122")))
 
 
 def write_error(err: BaseException, path: Path, action: str = "writing", written: int | None = None) -> BaseException:
@@ -263,8 +264,8 @@ def write_error(err: BaseException, path: Path, action: str = "writing", written
             if mapped is not item:
                 return mapped
     text = " ".join(str(item) for item in chain).lower()
-    for marks, code in ((_SHORT_WRITE_MARKS[-2:], errno.EROFS), (_SHORT_WRITE_MARKS[:-2], errno.ENOSPC)):
-        if any(mark in text for mark in marks):
+    for code, words in _WRITER_WORDS:
+        if any(word in text for word in words):
             mapped = disk_error(OSError(code, text), path, action, written)
             reason = " ".join(str(err).split())[:200]  # the writer's own words, on one line
             return OSError(mapped.errno, f"{mapped.strerror} ({type(err).__name__}: {reason})")

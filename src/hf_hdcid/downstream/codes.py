@@ -4,7 +4,7 @@ TOC channels), cached, never recomputed per epoch."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ class CodeSet:
 
     codes: torch.Tensor
     labels: torch.Tensor
-    unannotated: list = None  # segment tasks: clips left out because this modality is not annotated there
+    unannotated: list = field(default_factory=list)  # segment tasks: clips whose modality is not annotated
 
     def __len__(self) -> int:
         return self.codes.shape[0]

@@ -37,6 +37,37 @@ def load_encoder(model):
     return load_model(model, HDCIDModel).eval()
 
 
+def check_toc_num_channels(config, toc_num_channels) -> None:
+    """ValueError unless ``toc_num_channels`` is None or an int in [1, hidden_size] for a model with a
+    codebook (fsq has none to select channels of)."""
+    if toc_num_channels is None:
+        return
+    if config.quantizer == "fsq":
+        raise ValueError("toc_num_channels: expected None with quantizer='fsq' (no codebook to select channels "
+                         f"of), got {toc_num_channels}")
+    if (isinstance(toc_num_channels, bool) or not isinstance(toc_num_channels, int)
+            or not 1 <= toc_num_channels <= config.hidden_size):
+        raise ValueError(f"toc_num_channels: expected an int in [1, {config.hidden_size}], got {toc_num_channels!r}")
+
+
+def check_modalities(config, direction: str, modalities) -> None:
+    """ValueError unless the model encodes every modality ``direction`` needs."""
+    for m in modalities:
+        if m not in config.modalities:
+            raise ValueError(f"model: direction {direction!r} needs {m!r}, which the model does not encode "
+                             f"(modalities {list(config.modalities)})")
+
+
+def with_toc(encoder, toc_num_channels: int | None, toc: bool):
+    """(encoder, toc): with ``toc_num_channels``, a copy of the encoder whose TOC channels are computed
+    with that many channels per layer (the caller's model is untouched) and ``toc=True``; else as given."""
+    if toc_num_channels is None:
+        return encoder, toc
+    encoder = copy.deepcopy(encoder)
+    encoder.compute_toc(num_channels=int(toc_num_channels))
+    return encoder, True
+
+
 def resolve_layers(config, layers) -> list[int]:
     """"1" / "2" / "both" (or an int / list of 1-based layers) -> 0-based layer indices."""
     if layers in (None, "both"):
@@ -264,24 +295,11 @@ def evaluate_downstream(model, task: str, direction: str, data, test_data=None, 
         check_writable_folder(out_dir, "out_dir")  # before the work, not after it
     encoder = load_encoder(model)
     config = encoder.config
-    if toc_num_channels is not None:
-        if config.quantizer == "fsq":
-            raise ValueError("toc_num_channels: expected None with quantizer='fsq' (no codebook to select channels "
-                             f"of), got {toc_num_channels}")
-        if (isinstance(toc_num_channels, bool) or not isinstance(toc_num_channels, int)
-                or not 1 <= toc_num_channels <= config.hidden_size):
-            raise ValueError(f"toc_num_channels: expected an int in [1, {config.hidden_size}], "
-                             f"got {toc_num_channels!r}")
-    for m in (train_modality, test_modality):
-        if m not in config.modalities:
-            raise ValueError(f"model: direction {direction!r} needs {m!r}, which the model does not encode "
-                             f"(modalities {list(config.modalities)})")
+    check_toc_num_channels(config, toc_num_channels)
+    check_modalities(config, direction, (train_modality, test_modality))
     chosen = resolve_layers(config, layers)
-    if toc_num_channels is not None:
-        encoder = copy.deepcopy(encoder)
-        encoder.compute_toc(num_channels=int(toc_num_channels))
-        toc = True
-    channels = layer_channels(config if toc_num_channels is None else encoder.config, chosen, toc)
+    encoder, toc = with_toc(encoder, toc_num_channels, toc)
+    channels = layer_channels(encoder.config, chosen, toc)
 
     train_ds, train_collate = load_shards(data)
     test_ds, test_collate = (train_ds, train_collate) if test_data is None else load_shards(test_data)
@@ -321,7 +339,7 @@ def evaluate_downstream(model, task: str, direction: str, data, test_data=None, 
         "data": {"train": str(data), "test": str(test_path),
                  "clips": {k: (int(len(v)) if v is not None else None) for k, v in rows.items()},
                  # clips whose side's modality is not annotated (AVVP public files), left out of that side
-                 "unannotated": {side: len(s.unannotated or []) for side, s in
+                 "unannotated": {side: len(s.unannotated) for side, s in
                                  (("train", train_set), ("val", select_set), ("test", test_set))}},
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seeds": seeds, "split_seed": split_seed,
         "main_metric": metric, "score": _mean_std(collected[metric]),

@@ -11,7 +11,7 @@ with a ``trainer_state.json`` is always complete. Retention (``save_total_limit`
 oldest complete checkpoints *before* the rename, so there are never more than the limit.
 
 A write that fails (a full disk: torch reports ``unexpected pos ...``) deletes the partial folder and
-is one line naming the checkpoint and the free space (:func:`checkpoint_write_error`); the earlier
+is one line naming the checkpoint and the free space (:func:`hf_hdcid.folders.write_error`); the earlier
 checkpoints are untouched.
 
 Resuming verifies every file first (:func:`verify_checkpoint`): a damaged file (a disk error, a copy
@@ -158,14 +158,6 @@ def prune_checkpoints(output_dir: str | os.PathLike, keep: int) -> list[Path]:
     return doomed
 
 
-def checkpoint_write_error(err: BaseException, final: Path, written: int) -> BaseException:
-    """A failed checkpoint write -> one-line OSError when the disk is full or read-only (torch's zip
-    writer says only ``unexpected pos 931264 vs 931156``, safetensors wraps the OS error in its own
-    type), naming the checkpoint, the free space and what had been written
-    (:func:`hf_hdcid.folders.write_error`); other errors unchanged."""
-    return write_error(err, final, "writing checkpoint", written)
-
-
 def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, trainer_state: dict,
                     club_optimizer: torch.optim.Optimizer, save_total_limit: int) -> Path:
     """Write ``checkpoints/step_{step}`` atomically (collective: every process calls it)."""
@@ -185,7 +177,7 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, train
         written = folder_size(tmp)
         if accelerator.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)  # a partial checkpoint is never left behind
-        mapped = checkpoint_write_error(err, final, written)
+        mapped = write_error(err, final, "writing checkpoint", written)
         if mapped is err:
             raise
         raise mapped from None
@@ -211,4 +203,4 @@ def load_checkpoint(accelerator, path: Path, club_optimizer: torch.optim.Optimiz
 
 __all__ = ["CHECKPOINT_DIR", "CHECKPOINT_PREFIX", "TMP_PREFIX", "STATE_FILE", "CLUB_OPTIMIZER_FILE", "checkpoint_name",
            "list_checkpoints", "resolve_checkpoint", "remove_stale_temporaries", "discard_folder", "replace_folder", "prune_checkpoints",
-           "save_checkpoint", "checkpoint_write_error", "load_checkpoint", "verify_checkpoint", "resolve_intact_checkpoint"]
+           "save_checkpoint", "load_checkpoint", "verify_checkpoint", "resolve_intact_checkpoint"]
