@@ -22,11 +22,20 @@ from datasets.distributed import split_dataset_by_node
 
 from ..modeling import MODALITIES, HDCIDConfig
 from .schema import FeatureSchema
+from .segmentation import SEGMENTATION_COLUMNS, collate_segmentation
 from .writing import STRING_COLUMNS
 
 
+def _chunk_to_numpy(chunk: pa.Array) -> np.ndarray:
+    if pa.types.is_list(chunk.type) or pa.types.is_fixed_size_list(chunk.type):  # mask_valid: rows of F values
+        if len(chunk) == 0:
+            return np.zeros((0, 0), dtype=chunk.type.value_type.to_pandas_dtype())
+        return chunk.flatten().to_numpy(zero_copy_only=False).reshape(len(chunk), -1)  # [n, F]
+    return chunk.to_numpy(zero_copy_only=False)
+
+
 def _arrow_to_numpy(column: pa.ChunkedArray) -> np.ndarray:
-    chunks = [chunk.to_numpy(zero_copy_only=False) for chunk in column.chunks]
+    chunks = [_chunk_to_numpy(chunk) for chunk in column.chunks]
     return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 
@@ -78,7 +87,9 @@ class HDCIDCollator:
     Returns ``audio`` / ``video`` / ``text`` as ``dtype`` tensors [B, T, ...] (only the modalities of
     ``config``, an ``HDCIDConfig`` or a ``FeatureSchema``, when given), ``label`` int64 [B],
     ``audio_labels`` / ``video_labels`` int8 [B, T, W] when stored, and ``clip_id`` / ``split`` /
-    ``prompt`` as lists.
+    ``prompt`` as lists. Segmentation shards (:mod:`hf_hdcid.data.segmentation`) also give ``frames``
+    float32 ``[B, F, 3, H, W]`` in [0, 1] (not mean/std-normalised), ``masks`` float32 ``[B, F, H, W]``
+    and ``mask_valid`` bool ``[B, F]``, whatever ``dtype``.
 
     With ``config.check_finite_inputs`` (default; always for a FeatureSchema) every batch's features
     are checked for NaN/inf here, on the CPU (no device sync; in the loader's workers when there are
@@ -106,6 +117,8 @@ class HDCIDCollator:
             elif name in MODALITIES:
                 if name in self.modalities:
                     out[name] = _as_tensor(value, self.dtype)  # [B, T, ...]: the one cast (and copy) per batch
+            elif name in SEGMENTATION_COLUMNS:
+                out[name] = collate_segmentation(name, value)
             else:
                 out[name] = _as_tensor(value)
         if self.check_finite:

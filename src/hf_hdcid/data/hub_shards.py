@@ -55,6 +55,9 @@ COLUMN_MEANINGS = {
     "prompt": "the text the token features come (or will) from",
     "audio_labels": "per-segment multi-hot audio events (all -1: not annotated)",
     "video_labels": "per-segment multi-hot visual events (all -1: not annotated)",
+    "frames": "RGB frames, uint8 0..255 (segmentation shards)",
+    "masks": "0/1 ground-truth mask of the sounding object per frame (segmentation shards)",
+    "mask_valid": "1 where the frame's mask is annotated (AVSBench-S4 train: the first frame only)",
 }
 
 

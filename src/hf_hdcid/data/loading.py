@@ -22,6 +22,7 @@ from datasets import Array2D, Dataset, Value, load_from_disk
 from ..modeling import HDCIDConfig
 from .batches import HDCIDCollator
 from .schema import MANIFEST_NAME, FeatureSchema, as_schema, read_manifest
+from .segmentation import SEGMENTATION_COLUMNS, SegmentationSpec, segmentation_features
 from .writing import FEATURE_DTYPES, SEGMENT_LABEL_COLUMNS, array_feature, describe_feature, split_column, split_counts
 
 
@@ -91,6 +92,26 @@ def _check_schema(path: Path, dataset: Dataset, schema: FeatureSchema) -> None:
              feats["video_labels"].shape[1])
 
 
+def _check_segmentation(path: Path, dataset: Dataset, manifest: dict | None) -> None:
+    """The frame / mask columns agree with the manifest's ``segmentation`` entry (both or neither)."""
+    feats = dataset.features
+    present = [c for c in SEGMENTATION_COLUMNS if c in feats]
+    entry = None if manifest is None else SegmentationSpec.from_manifest(manifest.get("segmentation"),
+                                                                         path / MANIFEST_NAME)
+    if entry is None:
+        if present and manifest is not None:
+            raise ValueError(f"{path / MANIFEST_NAME}: field 'segmentation': expected the frame/mask entry "
+                             f"(the folder has columns {present}), got null; rewrite the shards with write_shards")
+        return
+    for column, expected in segmentation_features(entry).items():
+        if column not in feats:
+            raise ValueError(f"{path}: column {column!r}: expected {describe_feature(expected)} (manifest "
+                             f"'segmentation'), got no such column (columns: {list(feats)})")
+        if describe_feature(feats[column]) != describe_feature(expected):
+            raise ValueError(f"{path}: column {column!r}: expected {describe_feature(expected)} (manifest "
+                             f"'segmentation'), got {describe_feature(feats[column])}")
+
+
 class FeatureShards(NamedTuple):
     """What :func:`load_shards` returns: the torch-formatted dataset and its batch collator."""
 
@@ -125,6 +146,7 @@ def load_shards(path: str | os.PathLike, config_or_schema: FeatureSchema | HDCID
     if manifest is not None and len(dataset) != manifest["num_rows"]:
         raise ValueError(f"corrupt shard folder {path}: expected {manifest['num_rows']} rows (manifest), "
                          f"got {len(dataset)}")
+    _check_segmentation(path, dataset, manifest)
     if config_or_schema is not None:
         _check_schema(path, dataset, as_schema(config_or_schema))
     if split is not None:
