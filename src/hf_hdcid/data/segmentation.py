@@ -3,26 +3,32 @@
 A segmentation shard folder (AVSBench-S4, the synthetic segmentation benchmark) is an ordinary shard
 folder whose :class:`~hf_hdcid.data.schema.FeatureSchema` holds only the QUERY modalities (a subset of
 audio and text; no video features: the segmenter sees the pixels), plus three columns. With ``F`` frames
-of ``H x W`` pixels per clip (:class:`SegmentationSpec`):
+of ``H x W`` pixels per clip (:class:`SegmentationSpec`, the manifest's ``segmentation`` entry):
 
-==============  ==========================================  ==============================================
-column          type                                        meaning
-==============  ==========================================  ==============================================
-``frames``      ``Array4D((F, H, W, 3), "uint8")``          RGB frames, 0..255 (not normalised)
-``masks``       ``Array3D((F, H, W), "uint8")``             0/1 ground truth of the sounding object
-``mask_valid``  ``Sequence(Value("int8"), length=F)``       1 where frame f's mask is annotated (AVSBench
-                                                            S4 train: frame 0 only), else 0 (mask all 0)
-==============  ==========================================  ==============================================
+==============  =====================================  ======================================================
+column          stored as                              holds
+==============  =====================================  ======================================================
+``frames``      ``Value("binary")``, F*H*W*3 bytes     RGB frames uint8 ``[F, H, W, 3]`` (row-major bytes)
+``masks``       ``Value("binary")``, ceil(F*H*W/8) B   0/1 masks ``[F, H, W]`` of the sounding object, bit-
+                                                       packed (``np.packbits`` of the row-major values)
+``mask_valid``  ``Sequence(Value("int8"), length=F)``  1 where frame f's mask is annotated (AVSBench-S4
+                                                       train: frame 0 only; the others are stored as 0)
+==============  =====================================  ======================================================
 
-Stored bytes per clip: ``F*H*W*3 + F*H*W + F`` for the pixels (uint8, no compression: Arrow memory-maps
-them and the collator reads them without decoding) plus the query features: at AVSBench's 5 x 224 x 224
-that is 1,003,525 B of pixels per clip (about 4.9 GB for the 4,932 S4 clips), at the synthetic
-benchmark's 5 x 32 x 32, 20,485 B.
+Why bytes and not ``Array4D((F, H, W, 3), "uint8")``: ``datasets`` stores an ArrayND as nested
+variable-size lists with a 4-byte offset per innermost list, i.e. per 3-byte pixel: 5 x 32 x 32 frames
+took 36,504 B per clip instead of 15,360 (2.4x; 2.3x at 224 x 224). Raw bytes cost the pixels plus
+one offset per clip; the collator reads them without copying (a view of the Arrow buffer) and without
+decoding (no PNG). Masks are 0/1, so 1 bit per pixel (8x smaller than uint8). Bytes per clip, pixels:
+``F*H*W*3 + ceil(F*H*W/8) + F``: 784,005 B at AVSBench's 5 x 224 x 224 (about 3.9 GB for the 4,932
+S4 clips), 16,005 B at the synthetic benchmark's 5 x 32 x 32; plus the query features (audio ``T*128*4``
+B, text ``T*Dt*2`` B).
 
 The manifest gains ``"segmentation": {"num_frames": F, "frame_size": [H, W]}`` (null for other shards).
 :class:`~hf_hdcid.data.batches.HDCIDCollator` returns ``frames`` float32 ``[B, F, 3, H, W]`` in [0, 1]
 (divided by 255, channels first, NOT mean/std-normalised: the segmentation model does that), ``masks``
-float32 ``[B, F, H, W]`` and ``mask_valid`` bool ``[B, F]``.
+float32 ``[B, F, H, W]`` (0/1) and ``mask_valid`` bool ``[B, F]``; :func:`decode_frames` /
+:func:`decode_masks` give one row's arrays.
 
 :func:`seconds_to_steps` maps per-second audio features (AVSBench: 5 one-second VGGish vectors) to the
 model's ``T`` steps by nearest neighbour in time (each second repeated ``T / 5`` times when ``T`` is a
@@ -39,6 +45,7 @@ import numpy as np
 import torch
 
 SEGMENTATION_COLUMNS = ("frames", "masks", "mask_valid")
+BINARY_SEGMENTATION_COLUMNS = ("frames", "masks")  # stored as bytes (module docstring)
 
 
 def _positive_int(name: str, value) -> int:
@@ -89,18 +96,21 @@ class SegmentationSpec:
         f, h, w = self.num_frames, self.height, self.width
         return {"frames": (f, h, w, 3), "masks": (f, h, w), "mask_valid": (f,)}
 
+    def stored_bytes(self) -> dict[str, int]:
+        """Bytes per clip of each column's values (frames: raw uint8; masks: bit-packed; mask_valid: int8)."""
+        pixels = self.num_frames * self.height * self.width
+        return {"frames": 3 * pixels, "masks": (pixels + 7) // 8, "mask_valid": self.num_frames}
+
     def bytes_per_clip(self) -> int:
-        """Stored bytes of the three columns for one clip (uint8 / int8 values)."""
-        return sum(int(np.prod(s)) for s in self.shapes().values())
+        """Stored bytes of the three columns for one clip (values; Arrow adds ~8 B of offsets per column)."""
+        return sum(self.stored_bytes().values())
 
 
 def segmentation_features(spec: SegmentationSpec) -> dict:
     """The ``datasets`` features of the three columns (table of the module docstring)."""
-    from datasets import Array3D, Array4D, Sequence, Value
+    from datasets import Sequence, Value
 
-    shapes = spec.shapes()
-    return {"frames": Array4D(shape=shapes["frames"], dtype="uint8"),
-            "masks": Array3D(shape=shapes["masks"], dtype="uint8"),
+    return {"frames": Value("binary"), "masks": Value("binary"),
             "mask_valid": Sequence(Value("int8"), length=spec.num_frames)}
 
 
@@ -114,11 +124,11 @@ def _as_array(value) -> np.ndarray:
     return np.asarray(value)
 
 
-def check_segmentation_value(column: str, value, spec: SegmentationSpec) -> tuple[np.ndarray | None, str | None]:
+def check_segmentation_value(column: str, value, spec: SegmentationSpec) -> tuple[Any, str | None]:
     """(the stored array, None) or (None, what is wrong) for one record's ``column`` value.
 
     frames: exactly uint8 ``[F, H, W, 3]`` (a float frame is refused: 0..1 floats would silently store
-    as black); masks: ``[F, H, W]`` of only 0/1 (any integer, bool or float dtype holding exactly 0/1);
+    as black), stored as its bytes; masks (stored bit-packed): ``[F, H, W]`` of only 0/1 (any integer, bool or float dtype holding exactly 0/1);
     mask_valid: ``[F]`` of only 0/1, at least one 1.
     """
     shape = spec.shapes()[column]
@@ -130,29 +140,62 @@ def check_segmentation_value(column: str, value, spec: SegmentationSpec) -> tupl
     if column == "frames":
         if array.dtype != np.uint8:
             return None, f"expected dtype uint8 (RGB 0..255), got {array.dtype}"
-        return array, None
+        return np.ascontiguousarray(array).tobytes(), None
     if array.dtype.kind not in "biuf":
         return None, f"expected 0/1 values, got dtype {array.dtype}"
     binary = (array == 0) | (array == 1)
     if not binary.all():
         bad = np.unique(array[~binary])[:5].tolist()
         return None, f"expected only 0/1 values, got {bad}"
-    if column == "mask_valid" and not array.any():
-        return None, "expected at least one annotated frame (a 1), got all 0"
-    return array.astype(np.uint8 if column == "masks" else np.int8), None
+    if column == "mask_valid":
+        if not array.any():
+            return None, "expected at least one annotated frame (a 1), got all 0"
+        return array.astype(np.int8), None
+    return np.packbits(array.astype(bool).reshape(-1)).tobytes(), None  # masks: 1 bit per pixel
 
 
-def collate_segmentation(name: str, value) -> torch.Tensor:
+def _byte_rows(value, nbytes: int, name: str) -> np.ndarray:
+    """[B, nbytes] uint8 of a batch of binary cells (an [B, nbytes] array already, or B bytes objects)."""
+    if isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 2:
+        rows = value
+    else:
+        rows = np.stack([np.frombuffer(v if isinstance(v, (bytes, bytearray, memoryview)) else bytes(v), np.uint8)
+                         for v in value]) if len(value) else np.zeros((0, nbytes), np.uint8)
+    if rows.shape[1] != nbytes:
+        raise ValueError(f"column {name!r}: expected {nbytes} bytes per clip (manifest 'segmentation'), "
+                         f"got {rows.shape[1]}")
+    return rows
+
+
+def decode_frames(cell, spec: SegmentationSpec) -> np.ndarray:
+    """One stored ``frames`` cell as uint8 [F, H, W, 3]."""
+    return _byte_rows([cell], spec.stored_bytes()["frames"], "frames")[0].reshape(spec.shapes()["frames"])
+
+
+def decode_masks(cell, spec: SegmentationSpec) -> np.ndarray:
+    """One stored ``masks`` cell as uint8 0/1 [F, H, W]."""
+    shape = spec.shapes()["masks"]
+    bits = _byte_rows([cell], spec.stored_bytes()["masks"], "masks")[0]
+    return np.unpackbits(bits, count=int(np.prod(shape))).reshape(shape)
+
+
+def collate_segmentation(name: str, value, spec: SegmentationSpec | None) -> torch.Tensor:
     """One collated segmentation column: frames float32 [B, F, 3, H, W] in [0, 1], masks float32
     [B, F, H, W], mask_valid bool [B, F]."""
     from .batches import _as_tensor
 
-    tensor = _as_tensor(value)
+    if name == "mask_valid":
+        return _as_tensor(value).to(torch.bool)
+    if spec is None:
+        raise ValueError(f"column {name!r}: expected a collator with the shard folder's segmentation entry "
+                         "(HDCIDCollator(segmentation=...), as load_shards gives), got none")
+    rows = _byte_rows(value, spec.stored_bytes()[name], name)  # [B, nbytes], possibly a view of Arrow memory
     if name == "frames":
-        return tensor.permute(0, 1, 4, 2, 3).to(torch.float32).div_(255.0)  # [B, F, H, W, 3] -> [B, F, 3, H, W]
-    if name == "masks":
-        return tensor.to(torch.float32)
-    return tensor.to(torch.bool)
+        frames = torch.from_numpy(rows.reshape(-1, *spec.shapes()["frames"]).copy())  # [B, F, H, W, 3] uint8
+        return frames.permute(0, 1, 4, 2, 3).to(torch.float32).div_(255.0)  # [B, F, 3, H, W]
+    shape = spec.shapes()["masks"]
+    bits = np.unpackbits(rows, axis=1, count=int(np.prod(shape)))  # [B, F*H*W]
+    return torch.from_numpy(bits.reshape(-1, *shape)).to(torch.float32)
 
 
 def seconds_to_steps(per_second: np.ndarray, num_steps: int) -> np.ndarray:
@@ -199,5 +242,6 @@ def load_segmentation_shards(path: str | os.PathLike, config=None, split: str | 
     return load_shards(path, schema, split=split, dtype=dtype)
 
 
-__all__ = ["SEGMENTATION_COLUMNS", "SegmentationSpec", "check_segmentation_value", "collate_segmentation",
+__all__ = ["BINARY_SEGMENTATION_COLUMNS", "SEGMENTATION_COLUMNS", "SegmentationSpec", "check_segmentation_value", "collate_segmentation",
+           "decode_frames", "decode_masks",
            "load_segmentation_shards", "seconds_to_steps", "segmentation_features"]

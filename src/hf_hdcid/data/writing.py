@@ -15,8 +15,8 @@ column              type                                             meaning
 ``prompt``          ``Value("string")``                              text the token features come (or will) from
 ``audio_labels``    ``Array2D((T, label_width), "int8")``            per-segment multi-hot audio events
 ``video_labels``    ``Array2D((T, label_width), "int8")``            per-segment multi-hot visual events
-``frames``          ``Array4D((F, H, W, 3), "uint8")``               segmentation shards only: RGB frames
-``masks``           ``Array3D((F, H, W), "uint8")``                  segmentation shards only: 0/1 masks
+``frames``          ``Value("binary")``: uint8 [F, H, W, 3] bytes     segmentation shards only: RGB frames
+``masks``           ``Value("binary")``: bit-packed 0/1 [F, H, W]     segmentation shards only: sounding-object masks
 ``mask_valid``      ``Sequence(Value("int8"), length=F)``            segmentation shards only: annotated frames
 ==================  ===============================================  ===========================================
 
@@ -152,8 +152,7 @@ class RecordValidator:
         self.schema = as_schema(config_or_schema)
         self.segmentation = SegmentationSpec.of(segmentation)
         if self.segmentation is None and any(c in features for c in SEGMENTATION_COLUMNS):
-            f = features["frames"].shape
-            self.segmentation = SegmentationSpec(f[0], f[1], f[2])
+            raise ValueError("segmentation: expected the SegmentationSpec of the frame / mask columns, got None")
         self.features = features
         self.num_classes = num_classes
         self.default_split = default_split
@@ -186,18 +185,18 @@ class RecordValidator:
         for column, feature in self.features.items():
             if column in out:
                 continue
-            if isinstance(feature, Value):  # prompt
+            if column in SEGMENTATION_COLUMNS:  # frames / masks (binary) and mask_valid
+                stored, problem = check_segmentation_value(column, record.get(column), self.segmentation)
+                if problem is not None:
+                    self.fail(index, clip_id, column, problem)
+                out[column] = stored
+            elif isinstance(feature, Value):  # prompt
                 value = record.get(column)
                 if not isinstance(value, str) or not value:
                     self.fail(index, clip_id, column, f"expected a non-empty string, got {value!r}")
                 out[column] = value
             elif column in SEGMENT_LABEL_COLUMNS.values():
                 out[column] = self.check_segment_labels(index, clip_id, column, feature, record.get(column))
-            elif column in SEGMENTATION_COLUMNS:
-                array, problem = check_segmentation_value(column, record.get(column), self.segmentation)
-                if problem is not None:
-                    self.fail(index, clip_id, column, problem)
-                out[column] = array
             else:
                 out[column] = self.check_features(index, clip_id, column, feature, record.get(column))
         return out
