@@ -271,6 +271,10 @@ def test_avss4_converter_layout_values_and_masks(avs_layout, tmp_path, minilm):
         assert batch["prompt"][i] == prompt
         assert torch.allclose(batch["text"][i], minilm([prompt])[0].half().float())
     assert category_prompt("horse_clip-clop") == "the sound of horse clip-clop in this video"
+    from hf_hdcid.data.hub_shards import render_dataset_card
+
+    card = str(render_dataset_card(out))  # push-data's card describes the new columns
+    assert "avss4" in card and f"| `frames` | [5, {SIZE}, {SIZE}, 3] | `uint8 bytes` |" in card
 
 
 def test_avss4_converter_bad_input(avs_layout, tmp_path):

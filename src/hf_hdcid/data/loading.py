@@ -130,7 +130,9 @@ def load_shards(path: str | os.PathLike, config_or_schema: FeatureSchema | HDCID
     the rows of ``split`` if given (a contiguous slice) and returns
     ``FeatureShards(dataset, collate)``: the dataset formatted ``with_format("torch", dtype=None)``
     (stored dtypes: float16 video/text, float32 audio, int64 label) and an :class:`HDCIDCollator`
-    casting features to ``dtype`` once per batch. Errors name the path, file or column. ``path`` may
+    casting features to ``dtype`` once per batch. A segmentation folder (manifest ``segmentation`` entry)
+    is checked for its frame / mask columns, which stay Python bytes in the dataset and are decoded by
+    the collator (:mod:`hf_hdcid.data.segmentation`). Errors name the path, file or column. ``path`` may
     also be a Hub dataset repo id ``org/name`` (:func:`hf_hdcid.data.hub_shards.resolve_shards`).
     """
     from .hub_shards import resolve_shards  # a Hub id -> its snapshot in the Hub cache; a path stays itself
