@@ -330,12 +330,22 @@ def test_cli_convert_avss4_and_make_synthetic_segmentation(avs_layout, tmp_path,
 
     root, audio_dir, _ = avs_layout
     minilm_path = default_offline_text_model()
+    vocabulary = tmp_path / "cnt.pkl"  # the original's word filter: vocab id -> compact index
+    from transformers import AutoTokenizer
+
+    ids = AutoTokenizer.from_pretrained(minilm_path).convert_tokens_to_ids(["sound", "of", "dog", "violin"])
+    vocabulary.write_bytes(pickle.dumps({i: n for n, i in enumerate(ids)}))
     assert main(["convert-features", "avss4", str(root), str(tmp_path / "cli"), "--preset", "hdcid", "--modalities",
                  "audio,video,text", "--text-model", minilm_path, "--frame-size", str(SIZE), "--num-frames", "10",
-                 "--path", f"audio_dir={audio_dir}"]) == 0
+                 "--text-vocabulary", str(vocabulary), "--path", f"audio_dir={audio_dir}"]) == 0
     manifest = read_manifest(tmp_path / "cli")
     assert manifest["num_rows"] == 4 and manifest["config"]["modalities"] == ["audio", "text"]
     assert manifest["config"]["num_frames"] == 10 and manifest["config"]["text_feature_dim"] == 384
+    data, collate = load_segmentation_shards(tmp_path / "cli")
+    batch = collate(data[:4])
+    words = (batch["text"].abs().sum(-1) > 0).sum(1).tolist()  # filtered: "sound of dog" / "sound of violin" ...
+    assert [w for w, c in zip(words, FAKE_CLIPS)] == [3 if c[2] in ("dog_barking", "playing_violin") else 2
+                                                       for c in FAKE_CLIPS]
     assert main(["convert-features", "avss4", str(tmp_path / "out")]) == 2
     assert "expected SRC OUT" in capsys.readouterr().err
     assert main(["make-synthetic", str(tmp_path / "syn"), "--segmentation", "--clips", "4", "--downstream-clips", "2",

@@ -185,13 +185,16 @@ def _convert_features(args: argparse.Namespace) -> int:
         if args.frame_size is not None:
             paths["frame_size"] = args.frame_size
         if "text" in overrides["modalities"]:
-            from .data.text import TextFeatureExtractor
+            from .data.text import TextFeatureExtractor, read_vocabulary
 
             t = overrides.get("num_frames", getattr(HDCIDConfig, args.preset)().num_frames)
-            paths["text_extractor"] = TextFeatureExtractor(args.text_model or "bert-base-uncased", num_tokens=t)
+            vocabulary = None if args.text_vocabulary is None else read_vocabulary(args.text_vocabulary)
+            paths["text_extractor"] = TextFeatureExtractor(args.text_model or "bert-base-uncased", num_tokens=t,
+                                                           vocabulary=vocabulary)
             overrides["text_feature_dim"] = paths["text_extractor"].hidden_size
-    elif args.text_model is not None or args.frame_size is not None:
-        raise ValueError(f"--text-model / --frame-size: expected only with layout avss4, got layout {args.layout!r}")
+    elif args.text_model is not None or args.frame_size is not None or args.text_vocabulary is not None:
+        raise ValueError(f"--text-model / --text-vocabulary / --frame-size: expected only with layout avss4, got "
+                         f"layout {args.layout!r}")
     config = getattr(HDCIDConfig, args.preset)(**overrides)
     out = convert_features(args.layout, args.out[-1], config, num_shards=args.num_shards, overwrite=args.overwrite,
                            skip_missing=args.skip_missing, **paths)
@@ -385,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "avss4: of train,val,test")
     conv.add_argument("--text-model", default=None, help="avss4: BERT folder or Hub id of the prompt features "
                       "(default: bert-base-uncased, the paper's)")
+    conv.add_argument("--text-vocabulary", default=None, metavar="CNT.PKL",
+                      help="avss4: the original's word filter (CMG's cnt.pkl: keep only words whose single word "
+                           "piece is in it, as CMG's AVS-S4 loader does; default: keep every word)")
     conv.add_argument("--frame-size", type=int, default=None, help="avss4: frame side in pixels (default 224, "
                       "AVSBench's)")
     conv.add_argument("--modalities", default="audio,video,text", help="modalities of the target model")
