@@ -145,7 +145,8 @@ def test_synthetic_segmentation_clips_are_deterministic_and_masks_are_the_soundi
         assert clip["object_masks"].sum((1, 2)).min() > 0
         # the mask's pixels are exactly those drawn in the class's colour (or its darker shade)
         look = gen.appearances[clip["label"]]
-        shades = {tuple(np.clip(np.round(c * 255), 0, 255).astype(int)) for c in (look["colour"], look["colour"] * 0.45)}
+        shades = {tuple(np.clip(np.round(c * 255), 0, 255).astype(int))
+                  for c in (look["colour"], look["colour"] * 0.45)}
         inside = {tuple(p) for p in clip["frames"][clip["object_masks"]].reshape(-1, 3).tolist()}
         assert inside <= shades
         if clip["distractor_label"] is not None:
@@ -284,10 +285,12 @@ def test_avss4_converter_bad_input(avs_layout, tmp_path):
     name, _, category, split = FAKE_CLIPS[2]
     # missing mask of a val clip (frames 1..5 are annotated there) and a missing frame of a train clip
     (root / "s4_data" / "gt_masks" / split / category / name / f"{name}_3.png").unlink()
-    frame = root / "s4_data" / "visual_frames" / "train" / "dog_barking" / FAKE_CLIPS[0][0] / f"{FAKE_CLIPS[0][0]}_5.png"
+    first = FAKE_CLIPS[0][0]
+    frame = root / "s4_data" / "visual_frames" / "train" / "dog_barking" / first / f"{first}_5.png"
     frame.unlink()
     with pytest.raises(ValueError, match=r"2 of 4 listed clips lack a frame, mask or audio feature file \(first: "
-                                         r"-0A9suni5YA_1 -> .*_5\.png, -2Gb9x2aF5Y_0 -> .*gt_masks.*_3\.png\).*--skip-missing"):
+                                         r"-0A9suni5YA_1 -> .*_5\.png, -2Gb9x2aF5Y_0 -> .*gt_masks.*_3\.png\)"
+                                         r".*--skip-missing"):
         convert_avss4(root, tmp_path / "out", config, **kw)
     assert not (tmp_path / "out").exists()
     out = convert_avss4(root, tmp_path / "out", config, skip_missing=True, **kw)

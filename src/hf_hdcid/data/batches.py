@@ -95,7 +95,8 @@ class HDCIDCollator:
     ``config``, an ``HDCIDConfig`` or a ``FeatureSchema``, when given), ``label`` int64 [B],
     ``audio_labels`` / ``video_labels`` int8 [B, T, W] when stored, and ``clip_id`` / ``split`` /
     ``prompt`` as lists. Segmentation shards (:mod:`hf_hdcid.data.segmentation`; ``segmentation`` =
-    their SegmentationSpec, which :func:`~hf_hdcid.data.loading.load_shards` takes from the manifest) also give ``frames``
+    their SegmentationSpec, which :func:`~hf_hdcid.data.loading.load_shards` takes from the manifest)
+    also give ``frames``
     float32 ``[B, F, 3, H, W]`` in [0, 1] (not mean/std-normalised), ``masks`` float32 ``[B, F, H, W]``
     and ``mask_valid`` bool ``[B, F]``, whatever ``dtype``.
 

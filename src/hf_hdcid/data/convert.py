@@ -14,7 +14,7 @@ layout              source                                                  reco
                     optional ``Annotations.txt`` (YouTube ids, checks)
 ``"avvp"``          tab csv (filename, onset, offset, event_labels) + zips  :func:`avvp_records`
 ``"ucf_vggsound"``  csv (video_id, category) + one zip per clip             :func:`ucf_vggsound_records`
-``"avss4"``         AVSBench-S4: meta csv, frame / mask PNGs, VGGish        :func:`~hf_hdcid.data.convert_avs.convert_avss4`
+``"avss4"``         AVSBench-S4: meta csv, frame / mask PNGs, VGGish        ``convert_avs.convert_avss4``
                     features (segmentation shards)
 ==================  ======================================================  ==========================
 

@@ -51,7 +51,6 @@ expected and the actual value; the shard folder is written staged (nothing half-
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -156,7 +156,8 @@ def load_shards(path: str | os.PathLike, config_or_schema: FeatureSchema | HDCID
         dataset = select_split(dataset, split, path)
     if len(dataset) == 0:
         raise ValueError(f"{path}: the dataset is empty")
-    collator = HDCIDCollator(config_or_schema, dtype, source=str(path), segmentation=segmentation)  # a config keeps its check_finite_inputs
+    collator = HDCIDCollator(config_or_schema, dtype, source=str(path),  # a config keeps its check_finite_inputs
+                             segmentation=segmentation)
     if segmentation is None:
         return FeatureShards(dataset.with_format("torch", dtype=None), collator)
     # frames / masks are binary cells: datasets' torch formatter mangles bytes (an all-zero cell came back

@@ -128,7 +128,8 @@ def check_segmentation_value(column: str, value, spec: SegmentationSpec) -> tupl
     """(the stored array, None) or (None, what is wrong) for one record's ``column`` value.
 
     frames: exactly uint8 ``[F, H, W, 3]`` (a float frame is refused: 0..1 floats would silently store
-    as black), stored as its bytes; masks (stored bit-packed): ``[F, H, W]`` of only 0/1 (any integer, bool or float dtype holding exactly 0/1);
+    as black), stored as its bytes; masks (stored bit-packed): ``[F, H, W]`` of only 0/1 (any integer,
+    bool or float dtype holding exactly 0/1);
     mask_valid: ``[F]`` of only 0/1, at least one 1.
     """
     shape = spec.shapes()[column]
@@ -242,6 +243,6 @@ def load_segmentation_shards(path: str | os.PathLike, config=None, split: str | 
     return load_shards(path, schema, split=split, dtype=dtype)
 
 
-__all__ = ["BINARY_SEGMENTATION_COLUMNS", "SEGMENTATION_COLUMNS", "SegmentationSpec", "check_segmentation_value", "collate_segmentation",
-           "decode_frames", "decode_masks",
-           "load_segmentation_shards", "seconds_to_steps", "segmentation_features"]
+__all__ = ["BINARY_SEGMENTATION_COLUMNS", "SEGMENTATION_COLUMNS", "SegmentationSpec", "check_segmentation_value",
+           "collate_segmentation", "decode_frames", "decode_masks", "load_segmentation_shards", "seconds_to_steps",
+           "segmentation_features"]
