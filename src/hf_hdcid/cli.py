@@ -129,18 +129,34 @@ def _toc(args: argparse.Namespace) -> int:
 
 def _make_synthetic(args: argparse.Namespace) -> int:
     from . import HDCIDConfig
-    from .data.synthetic import build_synthetic_shards
+    from .data.synthetic import SyntheticSpec, build_synthetic_shards
     from .data.text import TextFeatureExtractor, default_offline_text_model
 
     preset = getattr(HDCIDConfig, args.preset)()
+    spec = None if args.num_classes is None else SyntheticSpec(num_classes=args.num_classes)
+    if args.frame_size is not None and not args.segmentation:
+        raise ValueError(f"--frame-size: expected only with --segmentation, got --frame-size {args.frame_size}")
     extractor = TextFeatureExtractor(args.text_model or default_offline_text_model(), num_tokens=preset.num_frames)
     config = getattr(HDCIDConfig, args.preset)(text_feature_dim=extractor.hidden_size)
-    downstream = args.downstream_clips if args.downstream_clips is not None else max(1, args.clips // 2)
-    clips = {"pretrain": args.clips, "train": downstream, "test": downstream}
-    out = build_synthetic_shards(args.out, config, clips, seed=args.seed, text_extractor=extractor,
-                                 overwrite=args.overwrite)
+    if args.segmentation:
+        from .data.synthetic_segmentation import build_synthetic_segmentation_shards
+
+        train = 200 if args.clips is None else args.clips
+        held_out = args.downstream_clips if args.downstream_clips is not None else max(1, train * 8 // 25)
+        clips = {"train": train, "val": held_out, "test": held_out}
+        out = build_synthetic_segmentation_shards(args.out, config, clips, seed=args.seed, text_extractor=extractor,
+                                                  frame_size=32 if args.frame_size is None else args.frame_size,
+                                                  overwrite=args.overwrite, spec=spec)
+        kind = "segmentation clips (frames, masks, audio and text queries)"
+    else:
+        pretrain = 512 if args.clips is None else args.clips
+        downstream = args.downstream_clips if args.downstream_clips is not None else max(1, pretrain // 2)
+        clips = {"pretrain": pretrain, "train": downstream, "test": downstream}
+        out = build_synthetic_shards(args.out, config, clips, seed=args.seed, text_extractor=extractor,
+                                     overwrite=args.overwrite, spec=spec)
+        kind = "clips"
     print(f"wrote {out}: " + ", ".join(f"{n} {s}" for s, n in clips.items())
-          + f" clips; preset {args.preset}, text features {extractor.hidden_size}-d")
+          + f" {kind}; preset {args.preset}, text features {extractor.hidden_size}-d")
     return 0
 
 
@@ -148,6 +164,11 @@ def _convert_features(args: argparse.Namespace) -> int:
     from . import HDCIDConfig
     from .data.convert import convert_features
 
+    expected = 2 if args.layout == "avss4" else 1
+    if len(args.out) != expected:
+        usage = "SRC OUT (AVSBench's Single-source folder, the shard folder)" if expected == 2 else "OUT"
+        raise ValueError(f"convert-features {args.layout}: expected {usage}, got {len(args.out)} positional "
+                         f"argument(s) {args.out}")
     paths = {}
     for item in args.path:
         key, sep, value = item.partition("=")
@@ -159,8 +180,23 @@ def _convert_features(args: argparse.Namespace) -> int:
     overrides = {"modalities": args.modalities.split(",")}
     if args.num_frames is not None:
         overrides["num_frames"] = args.num_frames
+    if args.layout == "avss4":
+        paths["root"] = args.out[0]
+        if args.frame_size is not None:
+            paths["frame_size"] = args.frame_size
+        if "text" in overrides["modalities"]:
+            from .data.text import TextFeatureExtractor, read_vocabulary
+
+            t = overrides.get("num_frames", getattr(HDCIDConfig, args.preset)().num_frames)
+            vocabulary = None if args.text_vocabulary is None else read_vocabulary(args.text_vocabulary)
+            paths["text_extractor"] = TextFeatureExtractor(args.text_model or "bert-base-uncased", num_tokens=t,
+                                                           vocabulary=vocabulary)
+            overrides["text_feature_dim"] = paths["text_extractor"].hidden_size
+    elif args.text_model is not None or args.frame_size is not None or args.text_vocabulary is not None:
+        raise ValueError(f"--text-model / --text-vocabulary / --frame-size: expected only with layout avss4, got "
+                         f"layout {args.layout!r}")
     config = getattr(HDCIDConfig, args.preset)(**overrides)
-    out = convert_features(args.layout, args.out, config, num_shards=args.num_shards, overwrite=args.overwrite,
+    out = convert_features(args.layout, args.out[-1], config, num_shards=args.num_shards, overwrite=args.overwrite,
                            skip_missing=args.skip_missing, **paths)
     from .data.shards import MANIFEST_NAME, read_manifest
 
@@ -323,21 +359,40 @@ def build_parser() -> argparse.ArgumentParser:
     toc.set_defaults(func=_toc)
     syn = sub.add_parser("make-synthetic", help="write the synthetic audio-visual-text benchmark as feature shards")
     syn.add_argument("out", help="output shard folder (must not exist unless --overwrite)")
-    syn.add_argument("--clips", type=int, default=512, help="unlabelled pretraining clips")
+    syn.add_argument("--clips", type=int, default=None, help="unlabelled pretraining clips (default 512); "
+                     "with --segmentation: train clips (default 200)")
     syn.add_argument("--downstream-clips", type=int, default=None, help="labelled clips per train/test split "
-                     "(default: clips // 2)")
+                     "(default: clips // 2); with --segmentation: clips per val/test split (default: 8/25 of "
+                     "the train clips, 64 for 200)")
+    syn.add_argument("--segmentation", action="store_true",
+                     help="write the synthetic segmentation benchmark instead (frames, masks and audio/text queries "
+                          "of the same world: hf_hdcid.data.synthetic_segmentation; splits train/val/test)")
+    syn.add_argument("--frame-size", type=int, default=None, help="--segmentation: frame side in pixels (default 32)")
+    syn.add_argument("--num-classes", type=int, default=None,
+                     help="event classes of the world (default: SyntheticSpec's 28; the demo uses 10)")
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--preset", choices=("tiny", "hdcid"), default="tiny", help="feature dimensions")
     syn.add_argument("--text-model", default=None, help="BERT folder or Hub id (default: the offline MiniLM)")
     syn.add_argument("--overwrite", action="store_true")
     syn.set_defaults(func=_make_synthetic)
     conv = sub.add_parser("convert-features", help="convert an original feature layout to feature shards")
-    conv.add_argument("layout", choices=("vggsound", "vggsound81k", "ave", "avvp", "ucf_vggsound"))
-    conv.add_argument("out", help="output shard folder")
+    conv.add_argument("layout", choices=("vggsound", "vggsound81k", "ave", "avvp", "ucf_vggsound", "avss4"))
+    conv.add_argument("out", nargs="+", metavar="[SRC] OUT",
+                      help="output shard folder; avss4: SRC OUT, SRC = AVSBench's Single-source folder (with "
+                           "s4_meta_data.csv and s4_data/), audio features by --path audio_dir=... "
+                           "(see hf_hdcid.data.convert_avs)")
     conv.add_argument("--path", action="append", default=[], metavar="KEY=VALUE",
                       help="layout inputs, e.g. --path csv_path=vggsound-avel40k.csv --path audio_dir=feature/audio/zip "
                            "(see hf_hdcid.data.convert.convert_features)")
-    conv.add_argument("--splits", default=None, help="vggsound: comma-separated splits to keep (train = the 24K set)")
+    conv.add_argument("--splits", default=None, help="vggsound: comma-separated splits to keep (train = the 24K set); "
+                      "avss4: of train,val,test")
+    conv.add_argument("--text-model", default=None, help="avss4: BERT folder or Hub id of the prompt features "
+                      "(default: bert-base-uncased, the paper's)")
+    conv.add_argument("--text-vocabulary", default=None, metavar="CNT.PKL",
+                      help="avss4: the original's word filter (CMG's cnt.pkl: keep only words whose single word "
+                           "piece is in it, as CMG's AVS-S4 loader does; default: keep every word)")
+    conv.add_argument("--frame-size", type=int, default=None, help="avss4: frame side in pixels (default 224, "
+                      "AVSBench's)")
     conv.add_argument("--modalities", default="audio,video,text", help="modalities of the target model")
     conv.add_argument("--preset", choices=("hdcid", "tiny"), default="hdcid", help="feature dimensions")
     conv.add_argument("--num-frames", type=int, default=None, help="T (default: the preset's, 10 for hdcid)")

@@ -22,11 +22,27 @@ from datasets.distributed import split_dataset_by_node
 
 from ..modeling import MODALITIES, HDCIDConfig
 from .schema import FeatureSchema
+from .segmentation import SEGMENTATION_COLUMNS, SegmentationSpec, collate_segmentation
 from .writing import STRING_COLUMNS
 
 
+def _chunk_to_numpy(chunk: pa.Array) -> np.ndarray:
+    if pa.types.is_binary(chunk.type) and len(chunk) and chunk.null_count == 0:
+        # frames / masks: equal-length byte strings -> one [n, nbytes] uint8 view of the Arrow buffer
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)[chunk.offset:chunk.offset + len(chunk) + 1]
+        lengths = np.diff(offsets)
+        if np.all(lengths == lengths[0]):
+            data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+            return data.reshape(len(chunk), int(lengths[0]))
+    if pa.types.is_list(chunk.type) or pa.types.is_fixed_size_list(chunk.type):  # mask_valid: rows of F values
+        if len(chunk) == 0:
+            return np.zeros((0, 0), dtype=chunk.type.value_type.to_pandas_dtype())
+        return chunk.flatten().to_numpy(zero_copy_only=False).reshape(len(chunk), -1)  # [n, F]
+    return chunk.to_numpy(zero_copy_only=False)
+
+
 def _arrow_to_numpy(column: pa.ChunkedArray) -> np.ndarray:
-    chunks = [chunk.to_numpy(zero_copy_only=False) for chunk in column.chunks]
+    chunks = [_chunk_to_numpy(chunk) for chunk in column.chunks]
     return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 
@@ -78,7 +94,11 @@ class HDCIDCollator:
     Returns ``audio`` / ``video`` / ``text`` as ``dtype`` tensors [B, T, ...] (only the modalities of
     ``config``, an ``HDCIDConfig`` or a ``FeatureSchema``, when given), ``label`` int64 [B],
     ``audio_labels`` / ``video_labels`` int8 [B, T, W] when stored, and ``clip_id`` / ``split`` /
-    ``prompt`` as lists.
+    ``prompt`` as lists. Segmentation shards (:mod:`hf_hdcid.data.segmentation`; ``segmentation`` =
+    their SegmentationSpec, which :func:`~hf_hdcid.data.loading.load_shards` takes from the manifest)
+    also give ``frames``
+    float32 ``[B, F, 3, H, W]`` in [0, 1] (not mean/std-normalised), ``masks`` float32 ``[B, F, H, W]``
+    and ``mask_valid`` bool ``[B, F]``, whatever ``dtype``.
 
     With ``config.check_finite_inputs`` (default; always for a FeatureSchema) every batch's features
     are checked for NaN/inf here, on the CPU (no device sync; in the loader's workers when there are
@@ -88,12 +108,13 @@ class HDCIDCollator:
     """
 
     def __init__(self, config: HDCIDConfig | FeatureSchema | None = None, dtype: torch.dtype = torch.float32,
-                 source: str = "shards"):
+                 source: str = "shards", segmentation: SegmentationSpec | None = None):
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise ValueError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
         self.config = config
         self.dtype = dtype
         self.source = source
+        self.segmentation = SegmentationSpec.of(segmentation)  # shapes of frames / masks (None: no such columns)
         self.check_finite = config is None or bool(getattr(config, "check_finite_inputs", True))
         self.modalities = tuple(config.modalities) if config is not None else MODALITIES
 
@@ -106,6 +127,8 @@ class HDCIDCollator:
             elif name in MODALITIES:
                 if name in self.modalities:
                     out[name] = _as_tensor(value, self.dtype)  # [B, T, ...]: the one cast (and copy) per batch
+            elif name in SEGMENTATION_COLUMNS:
+                out[name] = collate_segmentation(name, value, self.segmentation)
             else:
                 out[name] = _as_tensor(value)
         if self.check_finite:

@@ -14,6 +14,8 @@ layout              source                                                  reco
                     optional ``Annotations.txt`` (YouTube ids, checks)
 ``"avvp"``          tab csv (filename, onset, offset, event_labels) + zips  :func:`avvp_records`
 ``"ucf_vggsound"``  csv (video_id, category) + one zip per clip             :func:`ucf_vggsound_records`
+``"avss4"``         AVSBench-S4: meta csv, frame / mask PNGs, VGGish        ``convert_avs.convert_avss4``
+                    features (segmentation shards)
 ==================  ======================================================  ==========================
 
 AVE->AVVP is ``"ave"`` with ``labels_path`` / ``order_path`` pointing at ``ave_avvp_labels.h5`` /
@@ -64,7 +66,7 @@ try:
 except ImportError:  # pragma: no cover - huggingface_hub is a dependency of transformers
     from tqdm.auto import tqdm
 
-LAYOUTS = ("vggsound", "vggsound81k", "ave", "avvp", "ucf_vggsound")
+LAYOUTS = ("vggsound", "vggsound81k", "ave", "avvp", "ucf_vggsound", "avss4")
 ORIGINAL_NUM_FRAMES = 10  # one-second segments per clip in every original layout
 MISSING_NAMED = 3  # clips named in the "no feature file" error
 
@@ -557,11 +559,21 @@ def convert_features(layout: str, out_dir: str | os.PathLike, config: HDCIDConfi
     the converter version, ``paths`` and the skipped clip ids (``"skipped_missing"``, in order).
     ``num_shards`` and ``overwrite`` go to :func:`write_shards` (a failure leaves no folder behind);
     ``progress`` shows a progress bar. Returns the absolute shard folder path.
+
+    * ``"avss4"``: ``root`` (AVSBench's ``Single-source`` folder), ``audio_dir``, ``text_extractor`` and
+      the optional keys of :func:`~hf_hdcid.data.convert_avs.convert_avss4` (segmentation shards).
     """
     from .. import __version__
 
     if layout not in LAYOUTS:
         raise ValueError(f"layout: expected one of {list(LAYOUTS)}, got {layout!r}")
+    if layout == "avss4":
+        from .convert_avs import convert_avss4
+
+        if "root" not in paths:
+            raise ValueError("--path (layout 'avss4'): expected key root (AVSBench's Single-source folder)")
+        return convert_avss4(paths.pop("root"), out_dir, config, num_shards=num_shards, overwrite=overwrite,
+                             skip_missing=skip_missing, progress=progress, **paths)
     _check_path_keys(layout, paths)
     t = config.num_frames
     label_width = num_classes = None

@@ -22,6 +22,7 @@ from datasets import Array2D, Dataset, Value, load_from_disk
 from ..modeling import HDCIDConfig
 from .batches import HDCIDCollator
 from .schema import MANIFEST_NAME, FeatureSchema, as_schema, read_manifest
+from .segmentation import BINARY_SEGMENTATION_COLUMNS, SEGMENTATION_COLUMNS, SegmentationSpec, segmentation_features
 from .writing import FEATURE_DTYPES, SEGMENT_LABEL_COLUMNS, array_feature, describe_feature, split_column, split_counts
 
 
@@ -91,6 +92,27 @@ def _check_schema(path: Path, dataset: Dataset, schema: FeatureSchema) -> None:
              feats["video_labels"].shape[1])
 
 
+def _check_segmentation(path: Path, dataset: Dataset, manifest: dict | None) -> SegmentationSpec | None:
+    """The frame / mask columns agree with the manifest's ``segmentation`` entry (both or neither)."""
+    feats = dataset.features
+    present = [c for c in SEGMENTATION_COLUMNS if c in feats]
+    entry = None if manifest is None else SegmentationSpec.from_manifest(manifest.get("segmentation"),
+                                                                         path / MANIFEST_NAME)
+    if entry is None:
+        if present and manifest is not None:
+            raise ValueError(f"{path / MANIFEST_NAME}: field 'segmentation': expected the frame/mask entry "
+                             f"(the folder has columns {present}), got null; rewrite the shards with write_shards")
+        return None
+    for column, expected in segmentation_features(entry).items():
+        if column not in feats:
+            raise ValueError(f"{path}: column {column!r}: expected {describe_feature(expected)} (manifest "
+                             f"'segmentation'), got no such column (columns: {list(feats)})")
+        if describe_feature(feats[column]) != describe_feature(expected):
+            raise ValueError(f"{path}: column {column!r}: expected {describe_feature(expected)} (manifest "
+                             f"'segmentation'), got {describe_feature(feats[column])}")
+    return entry
+
+
 class FeatureShards(NamedTuple):
     """What :func:`load_shards` returns: the torch-formatted dataset and its batch collator."""
 
@@ -108,7 +130,9 @@ def load_shards(path: str | os.PathLike, config_or_schema: FeatureSchema | HDCID
     the rows of ``split`` if given (a contiguous slice) and returns
     ``FeatureShards(dataset, collate)``: the dataset formatted ``with_format("torch", dtype=None)``
     (stored dtypes: float16 video/text, float32 audio, int64 label) and an :class:`HDCIDCollator`
-    casting features to ``dtype`` once per batch. Errors name the path, file or column. ``path`` may
+    casting features to ``dtype`` once per batch. A segmentation folder (manifest ``segmentation`` entry)
+    is checked for its frame / mask columns, which stay Python bytes in the dataset and are decoded by
+    the collator (:mod:`hf_hdcid.data.segmentation`). Errors name the path, file or column. ``path`` may
     also be a Hub dataset repo id ``org/name`` (:func:`hf_hdcid.data.hub_shards.resolve_shards`).
     """
     from .hub_shards import resolve_shards  # a Hub id -> its snapshot in the Hub cache; a path stays itself
@@ -125,14 +149,22 @@ def load_shards(path: str | os.PathLike, config_or_schema: FeatureSchema | HDCID
     if manifest is not None and len(dataset) != manifest["num_rows"]:
         raise ValueError(f"corrupt shard folder {path}: expected {manifest['num_rows']} rows (manifest), "
                          f"got {len(dataset)}")
+    segmentation = _check_segmentation(path, dataset, manifest)
     if config_or_schema is not None:
         _check_schema(path, dataset, as_schema(config_or_schema))
     if split is not None:
         dataset = select_split(dataset, split, path)
     if len(dataset) == 0:
         raise ValueError(f"{path}: the dataset is empty")
-    collator = HDCIDCollator(config_or_schema, dtype, source=str(path))  # a config keeps its check_finite_inputs
-    return FeatureShards(dataset.with_format("torch", dtype=None), collator)
+    collator = HDCIDCollator(config_or_schema, dtype, source=str(path),  # a config keeps its check_finite_inputs
+                             segmentation=segmentation)
+    if segmentation is None:
+        return FeatureShards(dataset.with_format("torch", dtype=None), collator)
+    # frames / masks are binary cells: datasets' torch formatter mangles bytes (an all-zero cell came back
+    # empty, datasets 5.2), so they stay plain Python bytes and the collator decodes them
+    formatted = [c for c in dataset.column_names if c not in BINARY_SEGMENTATION_COLUMNS]
+    return FeatureShards(dataset.with_format("torch", columns=formatted, output_all_columns=True, dtype=None),
+                         collator)
 
 
 def select_split(dataset: Dataset, split: str, path: Any = "dataset") -> Dataset:

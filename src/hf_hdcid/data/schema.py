@@ -24,6 +24,8 @@ key               value
 ``label_width``   width of ``audio_labels`` / ``video_labels``, or null
 ``files``         ``[{"filename": "data-00000-of-00002.arrow", "num_bytes": ...}, ...]``
 ``source``        what the records came from, as the writer gave it (``write_shards(source=...)``), or null
+``segmentation``  ``{"num_frames": F, "frame_size": [H, W]}`` of the frame / mask columns
+                  (:mod:`hf_hdcid.data.segmentation`), or null
 ================  ==========================================================================
 """
 
@@ -175,10 +177,11 @@ def check_source(source) -> None:
 
 
 def write_manifest(data_dir: Path, schema: FeatureSchema, columns: dict[str, str], split_counts: dict,
-                   label_width: int | None, source: dict | None = None) -> None:
+                   label_width: int | None, source: dict | None = None, segmentation=None) -> None:
     """Write ``hdcid_shards.json`` into the folder ``data_dir`` that ``Dataset.save_to_disk`` just wrote.
 
-    columns: ``{column: description}`` of the stored features. The file list is the folder's
+    columns: ``{column: description}`` of the stored features. segmentation: a
+    :class:`~hf_hdcid.data.segmentation.SegmentationSpec` or None. The file list is the folder's
     ``data-*.arrow`` files (the names ``save_to_disk`` gives its shards), with their sizes.
     """
     files = [{"filename": file.name, "num_bytes": os.path.getsize(file)}
@@ -189,6 +192,7 @@ def write_manifest(data_dir: Path, schema: FeatureSchema, columns: dict[str, str
         "columns": dict(columns),
         **schema.to_manifest(),
         "label_width": label_width, "files": files, "source": source,
+        "segmentation": None if segmentation is None else segmentation.to_manifest(),
     }
     (Path(data_dir) / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
 

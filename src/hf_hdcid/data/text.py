@@ -38,7 +38,30 @@ try:  # respects HF_HUB_DISABLE_PROGRESS_BARS
 except ImportError:  # pragma: no cover
     from tqdm.auto import tqdm
 
-__all__ = ["TextFeatureExtractor", "default_offline_text_model", "word_groups"]
+__all__ = ["TextFeatureExtractor", "default_offline_text_model", "read_vocabulary", "word_groups"]
+
+
+def read_vocabulary(path) -> dict:
+    """The original's vocabulary filter file (``cnt.pkl``: a pickled dict vocab id -> compact index), for
+    ``TextFeatureExtractor(vocabulary=...)``. Unpickled with the numpy-only unpickler of
+    :func:`hf_hdcid.data.convert.load_pickled_array` (a plain dict of ints needs no global; anything
+    else is refused, naming the file)."""
+    from .convert import _NumpyOnlyUnpickler
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such vocabulary file (the original's cnt.pkl)")
+    with open(path, "rb") as file:
+        try:
+            vocabulary = _NumpyOnlyUnpickler(file, str(path)).load()
+        except ValueError:
+            raise
+        except Exception as error:
+            raise ValueError(f"{path}: cannot unpickle: {type(error).__name__}: {error}") from None
+    if not isinstance(vocabulary, dict) or not vocabulary or not all(
+            isinstance(k, int) and not isinstance(k, bool) for k in vocabulary):
+        raise ValueError(f"{path}: expected a non-empty dict of token ids (cnt.pkl), got {type(vocabulary).__name__}")
+    return vocabulary
 
 
 def default_offline_text_model() -> str:

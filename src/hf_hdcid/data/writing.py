@@ -15,6 +15,9 @@ column              type                                             meaning
 ``prompt``          ``Value("string")``                              text the token features come (or will) from
 ``audio_labels``    ``Array2D((T, label_width), "int8")``            per-segment multi-hot audio events
 ``video_labels``    ``Array2D((T, label_width), "int8")``            per-segment multi-hot visual events
+``frames``          ``Value("binary")``: uint8 [F, H, W, 3] bytes     segmentation shards only: RGB frames
+``masks``           ``Value("binary")``: bit-packed 0/1 [F, H, W]     segmentation shards only: sounding-object masks
+``mask_valid``      ``Sequence(Value("int8"), length=F)``            segmentation shards only: annotated frames
 ==================  ===============================================  ===========================================
 
 Only the schema's modalities (``config.modalities`` for a config) are columns. ``text`` is present when
@@ -22,7 +25,8 @@ text features are stored (``with_text_features=True``, the default); ``prompt`` 
 for, and by default when ``text`` is a modality but its features are not stored (they are computed
 later from the prompt). ``audio_labels`` / ``video_labels`` exist only when ``label_width`` is given,
 and then only for the modalities present; a clip without segment annotations stores all ``-1`` there,
-an annotated one only 0/1. Rows are grouped by split (stable, in order of first appearance), so every
+an annotated one only 0/1. ``frames`` / ``masks`` / ``mask_valid`` exist only when ``segmentation`` is
+given (:mod:`hf_hdcid.data.segmentation`). Rows are grouped by split (stable, in order of first appearance), so every
 split is a contiguous slice.
 
 Dtypes: video and text are stored as float16 (half the disk and page cache), audio as float32.
@@ -42,12 +46,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-from datasets import Array2D, Array4D, Dataset, Features, Value
+from datasets import Array2D, Array3D, Array4D, Dataset, Features, Sequence, Value
 from datasets.exceptions import DatasetGenerationError
 
 from ..folders import disk_errors, exclusive_folder, replace_folder
 from ..modeling import HDCIDConfig
 from .schema import MANIFEST_NAME, FeatureSchema, as_schema, check_source, write_manifest
+from .segmentation import SEGMENTATION_COLUMNS, SegmentationSpec, check_segmentation_value, segmentation_features
 
 FEATURE_DTYPES = {"audio": "float32", "video": "float16", "text": "float16"}
 SEGMENT_LABEL_COLUMNS = {"audio": "audio_labels", "video": "video_labels"}
@@ -61,7 +66,8 @@ def array_feature(shape: tuple[int, ...], dtype: str):
 
 
 def shard_features(config_or_schema: FeatureSchema | HDCIDConfig, with_text_features: bool = True,
-                   label_width: int | None = None, with_prompt: bool | None = None) -> Features:
+                   label_width: int | None = None, with_prompt: bool | None = None,
+                   segmentation: SegmentationSpec | None = None) -> Features:
     """The ``datasets.Features`` of a shard folder for ``config_or_schema`` (a :class:`FeatureSchema` or
     an ``HDCIDConfig``; the table in the module docstring).
 
@@ -70,7 +76,10 @@ def shard_features(config_or_schema: FeatureSchema | HDCIDConfig, with_text_feat
         (None: no such columns).
     with_prompt: add the ``prompt`` string column; None means "when text is a modality whose features
         are not stored".
+    segmentation: a :class:`~hf_hdcid.data.segmentation.SegmentationSpec` (or ``(F, H, W)``): add the
+        ``frames`` / ``masks`` / ``mask_valid`` columns (None: none).
     """
+    segmentation = SegmentationSpec.of(segmentation)
     schema = as_schema(config_or_schema)
     present = schema.modalities  # canonical order, whatever the EMA order
     text_features = with_text_features and "text" in present
@@ -92,6 +101,8 @@ def shard_features(config_or_schema: FeatureSchema | HDCIDConfig, with_text_feat
         for m, col in SEGMENT_LABEL_COLUMNS.items():
             if m in present:
                 columns[col] = Array2D(shape=(schema.num_frames, label_width), dtype="int8")  # [T, W]
+    if segmentation is not None:
+        columns.update(segmentation_features(segmentation))
     return Features(columns)
 
 
@@ -101,6 +112,10 @@ def describe_feature(feature) -> str:
         return f"{type(feature).__name__}(shape={list(feature.shape)}, dtype={feature.dtype!r})"
     if isinstance(feature, Value):
         return f"Value({feature.dtype!r})"
+    if isinstance(feature, Array3D):
+        return f"Array3D(shape={list(feature.shape)}, dtype={feature.dtype!r})"
+    if isinstance(feature, Sequence) and isinstance(feature.feature, Value):
+        return f"Sequence(Value({feature.feature.dtype!r}), length={feature.length})"
     return repr(feature)
 
 
@@ -132,8 +147,12 @@ class RecordValidator:
     """
 
     def __init__(self, config_or_schema: FeatureSchema | HDCIDConfig, features: Features,
-                 num_classes: int | None = None, default_split: str = "train"):
+                 num_classes: int | None = None, default_split: str = "train",
+                 segmentation: SegmentationSpec | None = None):
         self.schema = as_schema(config_or_schema)
+        self.segmentation = SegmentationSpec.of(segmentation)
+        if self.segmentation is None and any(c in features for c in SEGMENTATION_COLUMNS):
+            raise ValueError("segmentation: expected the SegmentationSpec of the frame / mask columns, got None")
         self.features = features
         self.num_classes = num_classes
         self.default_split = default_split
@@ -166,7 +185,12 @@ class RecordValidator:
         for column, feature in self.features.items():
             if column in out:
                 continue
-            if isinstance(feature, Value):  # prompt
+            if column in SEGMENTATION_COLUMNS:  # frames / masks (binary) and mask_valid
+                stored, problem = check_segmentation_value(column, record.get(column), self.segmentation)
+                if problem is not None:
+                    self.fail(index, clip_id, column, problem)
+                out[column] = stored
+            elif isinstance(feature, Value):  # prompt
                 value = record.get(column)
                 if not isinstance(value, str) or not value:
                     self.fail(index, clip_id, column, f"expected a non-empty string, got {value!r}")
@@ -245,7 +269,8 @@ def write_shards(records_or_generator: Iterable[dict] | Callable[[], Iterable[di
                  config_or_schema: FeatureSchema | HDCIDConfig, num_shards: int | None = None, *,
                  with_text_features: bool = True, with_prompt: bool | None = None, label_width: int | None = None,
                  num_classes: int | None = None, split: str = "train", overwrite: bool = False,
-                 writer_batch_size: int = 100, source: dict | None = None) -> Path:
+                 writer_batch_size: int = 100, source: dict | None = None,
+                 segmentation: SegmentationSpec | dict | tuple | None = None) -> Path:
     """Validate every record and write the shard folder ``out_dir`` (columns: module docstring).
 
     ``config_or_schema``: a :class:`FeatureSchema`, or an ``HDCIDConfig`` (its
@@ -257,6 +282,10 @@ def write_shards(records_or_generator: Iterable[dict] | Callable[[], Iterable[di
     arrays or CPU tensors of exactly the per-clip shape; cast to the stored dtype, refusing NaN/inf and
     float16 overflow), optionally ``label`` (int in [-1, num_classes); default -1), ``split`` (default
     ``split``), ``prompt`` and ``audio_labels`` / ``video_labels`` (0/1 of shape [T, label_width]).
+    With ``segmentation`` (a :class:`~hf_hdcid.data.segmentation.SegmentationSpec`, ``(F, H, W)`` or
+    the manifest entry), every record also has ``frames`` (uint8 ``[F, H, W, 3]``), ``masks`` (0/1
+    ``[F, H, W]``) and ``mask_valid`` (0/1 ``[F]``, at least one 1), and the manifest records
+    ``"segmentation": {"num_frames": F, "frame_size": [H, W]}`` (null otherwise).
     Any other key is an error. A bad record raises ValueError naming its index, clip_id, the column,
     the expected and the actual value.
 
@@ -276,10 +305,12 @@ def write_shards(records_or_generator: Iterable[dict] | Callable[[], Iterable[di
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
         raise ValueError(f"num_classes: expected None or a positive int, got {num_classes!r}")
     check_source(source)
+    segmentation = SegmentationSpec.of(segmentation)
     schema = as_schema(config_or_schema)
     features = shard_features(schema, with_text_features=with_text_features, label_width=label_width,
-                              with_prompt=with_prompt)
-    validate = RecordValidator(schema, features, num_classes=num_classes, default_split=split)
+                              with_prompt=with_prompt, segmentation=segmentation)
+    validate = RecordValidator(schema, features, num_classes=num_classes, default_split=split,
+                               segmentation=segmentation)
     records = _iterate_records(records_or_generator)
     failure: list[BaseException] = []
 
@@ -295,7 +326,8 @@ def write_shards(records_or_generator: Iterable[dict] | Callable[[], Iterable[di
         _check_replaceable(out_dir, overwrite)  # again, under the lock: another writer may have finished
         with disk_errors(out_dir, "writing shards into"):
             return _write_staged(generate, failure, out_dir, overwrite, features, num_shards, writer_batch_size,
-                                 manifest=dict(schema=schema, label_width=label_width, source=source))
+                                 manifest=dict(schema=schema, label_width=label_width, source=source,
+                                               segmentation=segmentation))
 
 
 def _write_staged(generate, failure, out_dir, overwrite, features, num_shards, writer_batch_size,
