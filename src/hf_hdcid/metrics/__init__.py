@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-METRICS = ("hdcid_clip_accuracy", "hdcid_segment_prf", "hdcid_retrieval")
+METRICS = ("hdcid_clip_accuracy", "hdcid_segment_prf", "hdcid_retrieval", "hdcid_mask_miou", "hdcid_mask_fscore")
 
 
 def metric_path(name: str) -> str:
