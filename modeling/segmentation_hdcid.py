@@ -120,6 +120,8 @@ class HDCIDSegmentationConfig(PretrainedConfig):
         query_toc: keep only the encoder's stored TOC channels (``encoder_config.toc_channels``).
         num_frames: F, frames per clip (AVS-S4: 5).
         image_mean, image_std: per-channel normalisation of the [0, 1] frames (ImageNet, as AVSBench).
+        head_channels: the two hidden widths of the output head (AVSBench: 128, 32; smaller for tiny
+            models, where the full-resolution 128-channel map dominates the step).
     """
 
     model_type = "hdcid_avs"
@@ -127,7 +129,7 @@ class HDCIDSegmentationConfig(PretrainedConfig):
     def __init__(self, encoder_config=None, backbone: str | None = None, backbone_config=None,
                  tpavi_stages=(0, 1, 2, 3), decoder_channels: int = 256, query_source: str = "codes",
                  query_layers=None, query_toc: bool = False, num_frames: int = 5,
-                 image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, **kwargs):
+                 image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, head_channels=(128, 32), **kwargs):
         if isinstance(encoder_config, HDCIDConfig):
             encoder_config = encoder_config.to_dict()
         self.encoder_config = dict(encoder_config) if encoder_config is not None else HDCIDConfig.hdcid().to_dict()
@@ -143,6 +145,7 @@ class HDCIDSegmentationConfig(PretrainedConfig):
         self.num_frames = num_frames
         self.image_mean = list(image_mean)
         self.image_std = list(image_std)
+        self.head_channels = list(head_channels)
         super().__init__(**kwargs)
         self.validate_segmentation()
 
@@ -203,6 +206,9 @@ class HDCIDSegmentationConfig(PretrainedConfig):
             value = getattr(self, name)
             if len(value) != 3 or not all(isinstance(v, (int, float)) for v in value):
                 _fail(name, "three numbers (RGB)", value)
+        if (len(self.head_channels) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in self.head_channels)):
+            _fail("head_channels", "two positive ints", self.head_channels)
         if any(v <= 0 for v in self.image_std):
             _fail("image_std", "three positive numbers", self.image_std)
         try:
@@ -314,13 +320,13 @@ class FusionBlock(nn.Module):
 
 class OutputHead(nn.Module):
     """AVSBench's ``output_conv``: 3x3 conv (C -> 128), x2 bilinear, 3x3 conv (128 -> 32), ReLU, 1x1 conv
-    (32 -> 1). [N, C, H/2, W/2] -> [N, 1, H, W]."""
+    (32 -> 1) (widths ``hidden``). [N, C, H/2, W/2] -> [N, 1, H, W]."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, hidden=(128, 32)):
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, 128, 3, padding=1)
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1)
-        self.conv3 = nn.Conv2d(32, 1, 1)
+        self.conv1 = nn.Conv2d(channels, hidden[0], 3, padding=1)
+        self.conv2 = nn.Conv2d(hidden[0], hidden[1], 3, padding=1)
+        self.conv3 = nn.Conv2d(hidden[1], 1, 1)
 
     def forward(self, x: torch.Tensor, size) -> torch.Tensor:
         x = F.interpolate(self.conv1(x), size=size, mode="bilinear", align_corners=False)
@@ -370,7 +376,7 @@ class HDCIDForAudioVisualSegmentation(PreTrainedModel):
         query_dim = config.query_dim("audio")
         self.tpavi = nn.ModuleDict({str(i): TPAVI(c, query_dim) for i in config.tpavi_stages})
         self.fusions = nn.ModuleList(FusionBlock(c, with_skip=(i < 3)) for i in range(4))
-        self.head = OutputHead(c)
+        self.head = OutputHead(c, config.head_channels)
         self.post_init()
         self.encoder.eval()
 
@@ -398,6 +404,19 @@ class HDCIDForAudioVisualSegmentation(PreTrainedModel):
         if pretrained is not None:
             model.backbone.load_state_dict(pretrained.state_dict())
         return model.to(encoder.device)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """``PreTrainedModel.from_pretrained``, with the encoder frozen again (loading replaces the
+        parameters, and with them ``requires_grad=False``)."""
+        model = super().from_pretrained(*args, **kwargs)
+        model.encoder.requires_grad_(False)
+        model.encoder.eval()
+        return model
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Every parameter but the frozen encoder's (what the optimiser gets)."""
+        return [p for name, p in self.named_parameters() if not name.startswith("encoder.")]
 
     @torch.no_grad()
     def _init_weights(self, module):
