@@ -219,8 +219,8 @@ class HDCIDSegmentationConfig(PretrainedConfig):
             raise ValueError(f"backbone_config: cannot build a transformers config: {error}") from error
         out = list(getattr(backbone, "out_features", None) or [])
         stage_names = list(getattr(backbone, "stage_names", []))
-        if len(out) != 4 or [stage_names.index(s) if s in stage_names else -1 for s in out] != sorted(
-                stage_names.index(s) if s in stage_names else -1 for s in out) or any(s not in stage_names for s in out):
+        order = [stage_names.index(s) for s in out if s in stage_names]
+        if len(out) != 4 or len(order) != 4 or order != sorted(set(order)):
             _fail("backbone_config.out_features", "four backbone stages, shallowest first (the decoder fuses "
                   "four strided stages, as AVSBench)", out)
         if (any(isinstance(s, bool) or not isinstance(s, int) for s in self.tpavi_stages)
