@@ -101,6 +101,20 @@ def backbone_config_from_dict(values) -> PretrainedConfig:
     return AutoConfig.for_model(values.pop("model_type"), **values)
 
 
+def load_pretrained_backbone(name_or_path: str):
+    """The transformers backbone of a Hub id or local folder (all four stages out), weights loaded.
+    Through the config's backbone class: ``AutoBackbone.from_pretrained`` (transformers 5.23) asks the
+    Hub whether the repo exists even for a local folder, and fails offline."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING
+
+    config = AutoConfig.from_pretrained(name_or_path)
+    if type(config) not in MODEL_FOR_BACKBONE_MAPPING:
+        _fail("backbone", "a checkpoint of a transformers backbone family (pvt_v2, resnet, ...)",
+              f"{name_or_path} (model_type {config.model_type!r})")
+    config.out_features = list(STAGES)
+    return MODEL_FOR_BACKBONE_MAPPING[type(config)].from_pretrained(name_or_path, config=config)
+
+
 class HDCIDSegmentationConfig(PretrainedConfig):
     """Configuration of :class:`HDCIDForAudioVisualSegmentation`.
 
@@ -392,10 +406,8 @@ class HDCIDForAudioVisualSegmentation(PreTrainedModel):
         encoder = getattr(encoder, "base_model", encoder)
         if not isinstance(encoder, HDCIDModel):
             _fail("encoder", "an HDCIDModel (or HDCIDForPreTraining)", type(encoder).__name__)
-        pretrained = None
-        if backbone is not None:
-            options = {"out_features": list(STAGES)}
-            pretrained = AutoBackbone.from_pretrained(backbone, **options)
+        pretrained = load_pretrained_backbone(backbone) if backbone is not None else None
+        if pretrained is not None:
             backbone_config = pretrained.config
         config = HDCIDSegmentationConfig(encoder_config=encoder.config.to_dict(), backbone=backbone,
                                          backbone_config=backbone_config, **kwargs)

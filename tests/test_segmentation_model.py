@@ -240,6 +240,30 @@ def test_a2t_trains_on_audio_codes_and_tests_on_text_codes(encoder, data, monkey
                                   backbone_config=PVT, max_train_clips=8, device="cpu")
     assert calls == ["audio", "text", "text"]  # paper: the val split is scored with the test modality's query
     assert paper["selection"]["modality"] == "text"
+    assert paper["test_scoring"]["clips_per_group"] == 4 and record["test_scoring"]["clips_per_group"] == 1
+
+
+def test_toc_query_codes_and_a_backbone_loaded_from_a_folder(encoder, data, tmp_path):
+    from transformers import AutoBackbone, PvtV2Config
+
+    torch.manual_seed(1)
+    pretrained = AutoBackbone.from_config(PvtV2Config(**{k: v for k, v in PVT.items() if k != "model_type"}))
+    pretrained.save_pretrained(tmp_path / "backbone")
+    model = HDCIDForAudioVisualSegmentation.from_encoder(encoder, backbone=str(tmp_path / "backbone"),
+                                                         decoder_channels=8)
+    assert model.config.backbone == str(tmp_path / "backbone")
+    assert all(torch.equal(v, model.backbone.state_dict()[k]) for k, v in pretrained.state_dict().items())
+    record = evaluate_segmentation(encoder, "synthetic_avs", "t2a", data, toc_num_channels=4, layers="1", epochs=1,
+                                   batch_size=8, backbone_config=PVT, max_train_clips=8, device="cpu")
+    assert record["toc"]["enabled"] and record["toc"]["channels_per_layer"] == [4] and record["layers"] == [1]
+    assert record["train_modality"] == "text" and record["test_modality"] == "audio"
+    assert encoder.config.toc_channels is None  # TOC computed on a copy
+    toc_encoder = HDCIDModel(encoder.config)
+    toc_encoder.load_state_dict(encoder.state_dict())
+    toc_encoder.compute_toc(num_channels=4)
+    toc_model = segmenter(toc_encoder, query_toc=True, query_layers=[1])
+    out = toc_model(torch.rand(1, F, 3, 16, 16), torch.randn(1, 10, 20), "text")
+    assert out.query.shape == (1, F, 4)
 
 
 def test_a2a_reference_queries_with_raw_audio_and_checks_settings_first(encoder, data, monkeypatch):

@@ -14,10 +14,13 @@ Protocols (both test once, on the ``test`` split, with the TEST modality, at the
   (``CMG:code/AVSBench_dowmstream/avs_scripts/avs_s4``) score the ``val`` split after every epoch
   with the query of the OTHER modality (A2T: text codes, ``train_at.py`` l. 246-289; T2A: audio) and
   keep the epoch of the best val mIoU; ``test_at.py`` / ``test_ta.py`` then score ``split = 'test'``
-  (l. 147). The selection therefore sees labelled clips in the test modality (the val split, not the
+  (l. 147) in batches of 4 clips (``test.sh --test_batch_size 4``, as AVSBench's ``test.sh``): mIoU and
+  F-score are computed per batch of 4 clips (the F-score's best threshold per batch) and averaged over
+  batches. The selection therefore sees labelled clips in the test modality (the val split, not the
   test split itself). For ``a2a`` it is AVSBench's own ``train.py`` (l. 208-245: best val mIoU, audio).
 * ``heldout``: the epoch is selected on the ``val`` split with the TRAINING modality (no label is
-  ever seen through the test modality's query). For ``a2a`` both protocols coincide.
+  ever seen through the test modality's query); test scores per clip (``test.py``'s default batch of
+  one clip). For ``a2a`` the two protocols differ only in that grouping.
 
 Metrics: ``hf_hdcid.metrics.hdcid_mask_miou`` / ``hdcid_mask_fscore`` (AVSBench's per-frame rules),
 streamed per batch and averaged per clip, over the annotated frames (``mask_valid``). Training:
@@ -47,6 +50,9 @@ SEGMENTATION_DIRECTIONS = {"a2t": ("audio", "text", "codes"), "t2a": ("text", "a
                            "a2a": ("audio", "audio", "features")}
 SEGMENTATION_PROTOCOLS = ("paper", "heldout")
 SEGMENTATION_METRICS = ("mIoU", "F-score")
+#: clips per test batch in AVSBench's and CMG's ``test.sh`` (``--test_batch_size 4``): the paper protocol scores
+#: per batch of 4 test clips (the F-score's best threshold is chosen per batch), heldout per clip
+PAPER_TEST_BATCH = 4
 REQUIRED_COLUMNS = ("frames", "masks", "mask_valid", "split", "clip_id")
 
 
@@ -139,9 +145,11 @@ def _batches(rows: np.ndarray, batch_size: int):
 
 @torch.no_grad()
 def score_segmentation(model, dataset, collate, rows: np.ndarray, modality: str, batch_size: int,
-                       fscore: bool = True) -> dict:
+                       fscore: bool = True, clips_per_group: int = 1) -> dict:
     """mIoU (and F-score) of ``model`` queried by ``modality`` on the annotated frames of ``rows``,
-    streamed per batch and averaged per clip (AVSBench's one-clip test batches)."""
+    streamed per batch; averaged per group of ``clips_per_group`` consecutive clips, then over groups
+    (1: per clip, AVSBench's ``test.py`` default batch of one clip; 4: the ``--test_batch_size 4`` of
+    AVSBench's and CMG's ``test.sh``, whose F-score takes the best threshold per batch of 4 clips)."""
     from ..metrics.hdcid_mask_fscore.hdcid_mask_fscore import fscore_from_curves, frame_fscore_curves
     from ..metrics.hdcid_mask_miou.hdcid_mask_miou import frame_iou, per_clip_mean
 
@@ -149,15 +157,17 @@ def score_segmentation(model, dataset, collate, rows: np.ndarray, modality: str,
     model.eval()
     device = next(model.parameters()).device
     ious, curves, has_object, clips = [], [], [], []
+    positions = np.arange(len(rows)) // clips_per_group  # the scoring group of every clip
     try:
-        for chunk in _batches(rows, batch_size):
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
             batch = collate(dataset[chunk.tolist()])
             logits = model(batch["frames"].to(device), batch[modality].to(device), modality).logits
             valid = batch["mask_valid"].bool()  # [B, F]
             probs = torch.sigmoid(logits.float()).cpu()[valid].numpy()  # [K, H, W]
             masks = batch["masks"][valid].numpy()
             ious.append(frame_iou(probs, masks))
-            clips.append(np.repeat(chunk, valid.sum(dim=1).numpy()))
+            clips.append(np.repeat(positions[start:start + batch_size], valid.sum(dim=1).numpy()))
             if fscore:
                 c, h = frame_fscore_curves(probs, masks)
                 curves.append(c)
@@ -268,6 +278,7 @@ def evaluate_segmentation(model, task: str, direction: str, data, *, protocol: s
     rows = segmentation_rows(dataset, split_seed=split_seed, val_fraction=val_fraction)
     train_rows = rows["train"][:max_train_clips] if max_train_clips is not None else rows["train"]
     select_modality = test_modality if protocol == "paper" else train_modality
+    clips_per_group = PAPER_TEST_BATCH if protocol == "paper" else 1
     first = collate(dataset[[int(train_rows[0])]])
     num_frames, frame_size = int(first["frames"].shape[1]), list(first["frames"].shape[-2:])
     settings = dict(backbone_config=backbone_config, decoder_channels=spec.decoder_channels,
@@ -288,7 +299,8 @@ def evaluate_segmentation(model, task: str, direction: str, data, *, protocol: s
         segmenter = segmenter.to(device)
         best = train_segmenter(segmenter, dataset, collate, train_rows, rows["val"], train_modality=train_modality,
                                select_modality=select_modality, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-        metrics = score_segmentation(segmenter, dataset, collate, rows["test"], test_modality, batch_size)
+        metrics = score_segmentation(segmenter, dataset, collate, rows["test"], test_modality, batch_size,
+                                     clips_per_group=clips_per_group)
         per_seed.append({"seed": seed, "best_epoch": best["best_epoch"], "selection_score": best["selection_score"],
                          "test": metrics, "curve": best["curve"], "train_loss": best["train_loss"]})
         for name, value in metrics.items():
@@ -302,6 +314,7 @@ def evaluate_segmentation(model, task: str, direction: str, data, *, protocol: s
         "protocol": protocol,
         "selection": {"split": "val" if not rows["carved"] else f"{val_fraction:.0%} of train (no val split)",
                       "modality": select_modality, "metric": "mIoU"},
+        "test_scoring": {"split": "test", "modality": test_modality, "clips_per_group": clips_per_group},
         "toc": {"enabled": bool(toc) and source == "codes",
                 "channels_per_layer": [len(c) if c is not None else config.hidden_size for c in channels],
                 "settings": (encoder.config.toc_settings if toc and source == "codes" else None)},
