@@ -193,11 +193,11 @@ class HDCIDSegmentationConfig(PretrainedConfig):
     def validate_segmentation(self) -> None:
         """ValueError naming the field, the expected and the actual value."""
         enc = self.hdcid_config  # validates the encoder config itself
-        bad_modalities = [m for m in enc.modalities if m not in ("audio", "video", "text")]
-        if bad_modalities:
-            _fail("encoder_config.modalities", "a subset of audio, video, text", enc.modalities)
         if self.query_source not in QUERY_SOURCES:
             _fail("query_source", f"one of {list(QUERY_SOURCES)}", self.query_source)
+        if self.query_source == "features" and "audio" not in enc.modalities:
+            _fail("query_source", "'codes' for an encoder without audio (the 'features' query is the raw audio, "
+                  f"checked against encoder_config; modalities {list(enc.modalities)})", self.query_source)
         for name in ("decoder_channels", "num_frames"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
