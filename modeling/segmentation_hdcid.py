@@ -44,7 +44,6 @@ all deliberate:
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 

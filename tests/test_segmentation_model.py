@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from hf_hdcid.downstream.segmentation import evaluate_segmentation, score_segmentation, train_segmenter
-from hf_hdcid.metrics.hdcid_mask_miou.hdcid_mask_miou import frame_iou
 from hf_hdcid.modeling import HDCIDConfig, HDCIDModel
 from hf_hdcid.modeling.segmentation_hdcid import (TPAVI, HDCIDForAudioVisualSegmentation, HDCIDSegmentationConfig,
                                                   annotated_frame_bce)

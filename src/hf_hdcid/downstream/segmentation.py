@@ -31,7 +31,6 @@ annotated first frame of a train clip; the "IoU loss" of its code is a BCE).
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
