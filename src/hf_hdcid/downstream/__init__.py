@@ -12,8 +12,10 @@ from .codes import CodeCache, CodeSet, extract_codes
 from .probes import ClipProbe, ExpLogLoss, SegmentProbe
 from .report import eval_results, load_records, plot_results, results_table
 from .runner import evaluate_downstream, train_probe
+from .segmentation import SEGMENTATION_DIRECTIONS, SEGMENTATION_TASKS, evaluate_segmentation
 from .tasks import DIRECTIONS, PROTOCOLS, TASKS, get_task
 
 __all__ = ["evaluate_downstream", "train_probe", "CodeCache", "CodeSet", "extract_codes", "ClipProbe",
            "SegmentProbe", "ExpLogLoss", "results_table", "plot_results", "eval_results", "load_records",
-           "TASKS", "DIRECTIONS", "PROTOCOLS", "get_task"]
+           "TASKS", "DIRECTIONS", "PROTOCOLS", "get_task", "evaluate_segmentation", "SEGMENTATION_TASKS",
+           "SEGMENTATION_DIRECTIONS"]
