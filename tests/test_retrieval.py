@@ -151,6 +151,7 @@ def test_a_grid_runs_the_valid_pairs_and_reports_retrieval_with_all_its_metrics(
     assert {e["task_name"] for e in entries} == {"Cross-modal retrieval A→V, all channels",
                                                  "Cross-modal retrieval A→T, all channels"}
     assert {e["dataset_config"] for e in entries} == {"retrieval-a2v-all", "retrieval-a2t-all"}
+    assert {e["dataset_split"] for e in entries} == {"test"}  # the split read
     assert {e["metric_name"] for e in entries} == {"Recall@1", "Recall@5", "Recall@10", "median rank", "mAP"}
     parsed = [EvalResult(**e) for e in entries]
     assert model_index_to_eval_results(eval_results_to_model_index("m", parsed))[1] == parsed

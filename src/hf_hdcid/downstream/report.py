@@ -275,6 +275,8 @@ def eval_results(records: list[dict], dataset_name: str | None = None) -> list[d
         data = _dataset_id(r["data"]["test"])
         metrics = sorted(r["metrics"].items(), key=lambda item: item[0] != r["main_metric"])
         n = len(r["seeds"])
+        # probe runs test on the test side; a retrieval run names the split it read ("all": every clip)
+        split = r["data"]["split"] or "all" if "split" in r["data"] else "test"
         for metric, stats in metrics:
             label = METRIC_NAMES.get(metric, metric)
             # a deterministic run (retrieval) has one value whatever its seeds
@@ -282,7 +284,7 @@ def eval_results(records: list[dict], dataset_name: str | None = None) -> list[d
             results.append({
                 "task_type": "feature-extraction", "task_name": entry_name(r),
                 "dataset_type": data, "dataset_name": dataset_name or r.get("dataset_name") or data,
-                "dataset_config": entry_config(r), "dataset_split": "test",
+                "dataset_config": entry_config(r), "dataset_split": split,
                 "metric_type": metric, "metric_name": metric_name,
                 "metric_value": round(stats["mean"], 4),
             })

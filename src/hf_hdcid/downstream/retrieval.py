@@ -6,6 +6,18 @@ quantized vectors (the chosen layers concatenated, TOC channels only when asked)
 similarity. Gallery clips of the query's class are relevant (``label``), so a clip's own partner is
 one relevant item among its class. Metrics: ``hf_hdcid.metrics.hdcid_retrieval`` (Recall@1/5/10,
 median rank, mAP). No probe is trained; an untrained encoder gives the floor.
+
+The task ``retrieval`` of ``hf-hdcid evaluate`` (:func:`run_retrieval` is its runner in
+:mod:`hf_hdcid.downstream.dispatch`). Its records have the shape of the probe tasks' (``score`` and
+``metrics`` as {mean, std, values}) with these choices:
+
+* ``protocol`` is ``"zero-shot"`` whatever ``--protocol`` says: nothing is trained or selected, so the
+  paper / heldout distinction does not apply, and one run stays one model-index entry (named without
+  a protocol: "Cross-modal retrieval A→V, TOC 8 channels");
+* the clips are the shards' ``test`` split when present, else every clip (``data.split`` records which);
+* the ranking is deterministic: ``seeds`` are recorded as given, every metric holds one value (std 0)
+  and ``deterministic`` is true;
+* ``train_modality`` / ``test_modality`` are the query / gallery modalities (also under those names).
 """
 
 from __future__ import annotations
@@ -15,11 +27,9 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-import numpy as np
-
-from ..metrics.hdcid_retrieval.hdcid_retrieval import retrieval_scores
 from .codes import CodeCache, extract_codes, layer_channels
 from .runner import (_mean_std, _split_rows, check_modalities, check_toc_num_channels, load_encoder, resolve_layers,
                      run_filename, with_toc)
@@ -70,6 +80,8 @@ def evaluate_retrieval(model, direction: str, data, *, split: str | None = "auto
     scores hold one value (std 0). ``protocol`` is ``"zero-shot"`` (no probe, no selection).
     ``cache``: a :class:`CodeCache` shared with other runs (a2v and v2a extract the same codes)."""
     from ..data.shards import load_shards
+    # the metric module imports evaluate (~4 s): at the first run, not when the package is imported
+    from ..metrics.hdcid_retrieval.hdcid_retrieval import retrieval_scores
 
     started = time.perf_counter()
     if direction not in RETRIEVAL_DIRECTIONS:
