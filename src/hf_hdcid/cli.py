@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="world of the robustness line (step 7): a setting of benchmarks/robustness.py, or "
                            "'none' to skip it (default: hf_hdcid.demo.ROBUSTNESS_SETTING)")
     demo.set_defaults(func=_demo)
-    from .downstream.tasks import DIRECTION_ALIASES, DIRECTION_MODALITIES, PROTOCOLS, TASKS
+    from .downstream.tasks import DIRECTION_ALIASES, PROTOCOLS, TASKS
 
     from .downstream.grid import TOC_CHOICES
     from .training.config import deprecated_flag
@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the task (repeat it, or use --tasks, for a grid)")
     tasks.add_argument("--tasks", dest="task", action="extend", nargs="+", choices=sorted(TASKS),
                        help="several tasks (a grid)")
-    directions = sorted(DIRECTION_MODALITIES) + sorted(DIRECTION_ALIASES)
+    directions = sorted({d for spec in TASKS.values() for d in spec.directions}) + sorted(DIRECTION_ALIASES)
     ev.add_argument("--direction", dest="direction", action="extend", nargs=1, default=None, choices=directions,
                     help="probe tasks: v2a trains on video codes and tests on audio codes, a2v the reverse; "
                          "retrieval: a2v ranks video clips by audio queries (also v2a a2t t2a v2t t2v). Repeat it, "

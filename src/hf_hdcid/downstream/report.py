@@ -140,8 +140,10 @@ def kind_table(records: list[dict]) -> str:
                     parts.append(f"{format_value(m, stats['mean'])} ± {format_value(m, stats['std'])}")
                 else:
                     parts.append(format_value(m, stats["mean"]))
-            lines.append(f"| {label} | {r['task']} | {ARROWS.get(r['direction'], r['direction'])} | "
-                         + " | ".join(parts) + " |")
+            direction = ARROWS.get(r["direction"], r["direction"])
+            if _names_protocol(r):  # a kind with several protocols: the row says which
+                direction += f" ({r['protocol']})"
+            lines.append(f"| {label} | {r['task']} | {direction} | " + " | ".join(parts) + " |")
     return "\n".join(lines) + "\n"
 
 
