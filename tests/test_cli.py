@@ -19,6 +19,7 @@ def test_demo_runs_the_pipeline_end_to_end(tmp_path):
                    "audio-video: layer 1", "5. cross-modal generalisation (heldout protocol",
                    "| DCID | 1 |", "| H-DCID | 2 |", "| H-DCID+TOC |", "| untrained H-DCID |",
                    "synthetic_ave V→A (accuracy)", "synthetic_avvp A→V (f1)",
+                   "Cross-modal retrieval (zero-shot", "| H-DCID+TOC | retrieval | A→V |",
                    "7. robustness: a tiny DCID pretrained the same way on the harder world",
                    "DCID a-v code agreement"):
         assert marker in out, marker
@@ -45,11 +46,12 @@ def test_demo_runs_the_pipeline_end_to_end(tmp_path):
             == 3 * (512 // 16)
     row = results["models"][1]
     assert set(row["agreement"]) == {"audio-video", "audio-text"} and len(row["channels"]) == 2
-    assert len(row["downstream"]) == 8  # 2 tasks x 2 directions x with / without TOC
+    assert len(row["downstream"]) == 12  # 3 tasks (2 probe tasks, retrieval) x 2 directions x with / without TOC
+    assert {r["direction"] for r in row["downstream"] if r["task"] == "retrieval"} == {"a2v", "v2a"}
     assert "| H-DCID+TOC |" in (demo / "results.md").read_text()
     assert "epochs, batch 16, lr 0.003." in (demo / "results.md").read_text()
     assert (demo / "downstream" / "results.png").is_file()
-    assert len(list((demo / "downstream").glob("*.json"))) == 24  # 3 models x 8 runs
+    assert len(list((demo / "downstream").glob("*.json"))) == 36  # 3 models x 12 runs
     robust = results["robustness"]
     assert robust["setting"] == "heavy_nuisance" and 0 <= robust["untrained_agreement"] <= 1
     assert 0 <= robust["ave"] <= 1 and robust["chance"] == 0.1

@@ -381,9 +381,10 @@ def test_cli_evaluate_and_evaluate_table(synthetic, tmp_path, capsys):
                  "--toc", "--layers", "1", "--seeds", "0", "1", "--epochs", "2", "--batch-size", "8",
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "H-DCID synthetic_ave va (heldout protocol, TOC [6] channels, layers [1]" in printed
+    # the original's "va" is recorded as v2a: one name per measurement (one file, one model-index entry)
+    assert "H-DCID synthetic_ave v2a (heldout protocol, TOC [6] channels, layers [1]" in printed
     assert "accuracy:" in printed and "(seeds [0, 1])" in printed
-    record = json.loads((out / "h-dcid_toc_layer1_synthetic_ave_va_heldout.json").read_text())
+    record = json.loads((out / "h-dcid_toc_layer1_synthetic_ave_v2a_heldout.json").read_text())
     assert record["layers"] == [1] and record["seeds"] == [0, 1] and record["toc"]["channels_per_layer"] == [6]
     assert main(["evaluate-table", str(out), "--out", str(tmp_path / "table")]) == 0
     assert "| H-DCID+TOC (layer 1) |" in (tmp_path / "table" / "results.md").read_text()

@@ -28,7 +28,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     """One run (one model, task, direction and TOC setting: the record and its summary, as always), or
-    the grid of every model x TOC setting x task x direction (records, ``results.md``/``.png``, the table)."""
+    the grid of every model x TOC setting x (task, direction) pair (records, ``results.md``/``.png``, the
+    table). The pairs: :func:`hf_hdcid.downstream.tasks.plan_runs` (no ``--direction``: each task's
+    defaults; given ones intersected with each task's), checked before any work."""
+    from .downstream.dispatch import check_runs
     from .downstream.grid import TOC_CHOICES
 
     models = list(args.model) + list(args.models or [])
@@ -37,21 +40,24 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.toc = "on"
     if not models:
         raise ValueError("model: expected a save_pretrained folder or Hub id (positional or --models)")
-    directions = args.direction or ["v2a", "a2v"]
+    pairs = check_runs(args.task, args.direction, args.test_data, args.backbone)
     _check_to_card(args, models)
-    if len(models) > 1 or len(args.task) > 1 or len(directions) > 1 or args.toc == "both" or args.model_names:
-        return _evaluate_grid(args, models, directions)
-    from .downstream import evaluate_downstream
+    if len(models) > 1 or len(pairs) > 1 or args.toc == "both" or args.model_names:
+        return _evaluate_grid(args, models, args.direction)
+    from .downstream.dispatch import run_task
+    from .downstream.report import format_score
 
-    record = evaluate_downstream(models[0], args.task[0], directions[0], args.data, args.test_data,
-                                 protocol=args.protocol, toc=args.toc == "on", toc_num_channels=args.toc_num_channels,
-                                 layers=args.layers, seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size,
-                                 lr=args.lr, out_dir=args.out)
+    (task, direction), = pairs
+    record = run_task(models[0], task, direction, args.data, args.test_data, protocol=args.protocol,
+                      toc=args.toc == "on", toc_num_channels=args.toc_num_channels, layers=args.layers,
+                      seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, out_dir=args.out,
+                      backbone=args.backbone)
     toc = f"TOC {record['toc']['channels_per_layer']} channels" if record["toc"]["enabled"] else "all channels"
     print(f"{record['model_name']} {record['task']} {record['direction']} ({record['protocol']} protocol, {toc}, "
           f"layers {record['layers']}, clips {record['data']['clips']}):")
+    seeds = "deterministic" if record.get("deterministic") else f"seeds {record['seeds']}"
     for name, stats in record["metrics"].items():
-        print(f"  {name}: {100 * stats['mean']:.2f} ± {100 * stats['std']:.2f} %  (seeds {record['seeds']})")
+        print(f"  {name}: {format_score(name, stats, digits=2)}  ({seeds})")
     print(f"wrote {record['path']}")
     _add_to_card(args, [record])
     return 0
@@ -91,7 +97,7 @@ def _evaluate_grid(args: argparse.Namespace, models: list, directions: list) -> 
     toc = "on" if args.toc == "off" and args.toc_num_channels is not None else args.toc  # as for one run
     result = run_grid(models, args.task, args.data, test_data=args.test_data, directions=directions, toc=toc,
                       toc_num_channels=args.toc_num_channels, protocol=args.protocol, seeds=args.seeds,
-                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, layers=args.layers,
+                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, layers=args.layers, backbone=args.backbone,
                       out_dir=args.out, model_names=args.model_names)
     print("\n" + result["table"])
     print(f"wrote {result['table_path']}, {result['figure_path']} and one JSON per run in {args.out}")
@@ -297,12 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="world of the robustness line (step 7): a setting of benchmarks/robustness.py, or "
                            "'none' to skip it (default: hf_hdcid.demo.ROBUSTNESS_SETTING)")
     demo.set_defaults(func=_demo)
-    from .downstream.tasks import DIRECTIONS, PROTOCOLS, TASKS
+    from .downstream.tasks import DIRECTION_ALIASES, PROTOCOLS, TASKS
 
     from .downstream.grid import TOC_CHOICES
     from .training.config import deprecated_flag
 
-    ev = sub.add_parser("evaluate", help="cross-modal generalisation benchmark of a model: one task and direction, "
+    ev = sub.add_parser("evaluate", help="cross-modal generalisation benchmark (probe tasks) and cross-modal retrieval "
+                                         "of a model: one task and direction, "
                                          "or a grid (several models, tasks, directions: the Table 1 layout)")
     ev.add_argument("model", nargs="*", help="save_pretrained folder(s) or Hub id(s)")
     ev.add_argument("--models", nargs="+", default=None, help="more models (the spelling of "
@@ -315,17 +322,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the task (repeat it, or use --tasks, for a grid)")
     tasks.add_argument("--tasks", dest="task", action="extend", nargs="+", choices=sorted(TASKS),
                        help="several tasks (a grid)")
-    directions = sorted(DIRECTIONS) + ["va", "av"]
+    directions = sorted({d for spec in TASKS.values() for d in spec.directions}) + sorted(DIRECTION_ALIASES)
     ev.add_argument("--direction", dest="direction", action="extend", nargs=1, default=None, choices=directions,
-                    help="v2a: train on video codes, test on audio codes; a2v: the reverse (repeat it, or use "
-                         "--directions, for a grid; default: the grid v2a a2v)")
+                    help="probe tasks: v2a trains on video codes and tests on audio codes, a2v the reverse; "
+                         "retrieval: a2v ranks video clips by audio queries (also v2a a2t t2a v2t t2v). Repeat it, "
+                         "or use --directions, for a grid: the given directions are intersected with each task's "
+                         "(a task left with none is an error). Default: each task's own (v2a a2v; retrieval a2v v2a)")
     ev.add_argument("--directions", dest="direction", action="extend", nargs="+", choices=directions,
                     help="several directions (a grid)")
     ev.add_argument("--data", required=True, help="shard folder or Hub dataset id ORG/NAME of the task (training "
-                                                  "side)")
+                                                  "side; retrieval: its 'test' split when present, else every clip)")
     ev.add_argument("--test-data", default=None, help="test-side shard folder or Hub dataset id (ave_avvp, "
                                                       "ucf_vggsound)")
-    ev.add_argument("--protocol", choices=PROTOCOLS, default="heldout")
+    ev.add_argument("--protocol", choices=PROTOCOLS, default="heldout",
+                    help="the probe tasks' protocol (retrieval trains no probe: its records say zero-shot)")
     ev.add_argument("--toc", nargs="?", const="on", default="off", metavar="{" + ",".join(TOC_CHOICES) + "}",
                     help="--toc (= on): read only the stored TOC channels; both: a grid without and with them")
     ev.add_argument("--toc-num-channels", type=int, default=None,
@@ -337,6 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--epochs", type=int, default=None, help="probe epochs (default: the task's)")
     ev.add_argument("--batch-size", type=int, default=None)
     ev.add_argument("--lr", type=float, default=None)
+    ev.add_argument("--backbone", default=None,
+                    help="segmentation tasks (avs_s4, synthetic_avs): the visual backbone's weights, a Hub id or "
+                         "folder (default: avs_s4 OpenGVLab/pvt_v2_b5 as the paper, synthetic_avs a random tiny "
+                         "PVT-v2); 'random': a random backbone of the task's architecture")
     ev.add_argument("--out", default="outputs/downstream", help="folder of the runs' JSON (and a grid's table)")
     ev.add_argument("--to-card", default=None, metavar="MODEL_DIR",
                     help="then add the result(s) to this saved model folder (the evaluated one): eval_results.json "

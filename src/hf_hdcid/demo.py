@@ -12,7 +12,8 @@
    the same encoder untrained;
 5. runs the cross-modal generalisation benchmarks (:mod:`hf_hdcid.downstream`, heldout protocol):
    synthetic AVE-style classification and AVVP-style localisation, V->A and A->V, each model with and
-   without TOC, next to an untrained H-DCID encoder as the floor;
+   without TOC, next to an untrained H-DCID encoder as the floor; and cross-modal retrieval (A->V and
+   V->A on the test clips, no probe: Recall@1/5/10, median rank, mAP) of the same models;
 6. writes ``results.md`` (the tables printed at the end), ``results.png`` and ``demo_results.json``,
    and refreshes each model card with its results (table + ``model-index``) and figures;
 7. the robustness line (issue 14): a tiny DCID pretrained the same way on one harder world of the
@@ -34,7 +35,7 @@ from . import HDCIDConfig, HDCIDForPreTraining
 
 VARIANTS = (("dcid", 1), ("hdcid", 2))
 NUM_CLASSES = 10
-TASKS = ("synthetic_ave", "synthetic_avvp")
+TASKS = ("synthetic_ave", "synthetic_avvp", "retrieval")
 # the harder world of the demo's robustness line (a name of hf_hdcid.data.synthetic.ROBUSTNESS_SETTINGS)
 ROBUSTNESS_SETTING = "heavy_nuisance"
 # the tiny recipe's learning rate: 3e-3 beat 1e-3 on every setting of the issue-14 robustness sweep

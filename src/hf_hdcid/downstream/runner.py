@@ -18,7 +18,7 @@ import torch
 
 from .codes import CodeCache, CodeSet, extract_codes, layer_channels
 from .probes import ClipProbe, ExpLogLoss, SegmentProbe
-from .tasks import PROTOCOLS, TaskSpec, get_direction, get_task, main_metric
+from .tasks import PROBE_KINDS, PROTOCOLS, TaskSpec, get_direction, get_task, main_metric
 
 LAYER_CHOICES = ("1", "2", "both")
 
@@ -273,7 +273,10 @@ def evaluate_downstream(model, task: str, direction: str, data, test_data=None, 
 
     started = time.perf_counter()
     spec = get_task(task)
-    train_modality, test_modality = get_direction(direction)
+    if spec.kind not in PROBE_KINDS:
+        raise ValueError(f"task: {task!r} (kind {spec.kind!r}) trains no probe; run it with "
+                         "hf_hdcid.downstream.dispatch.run_task")
+    train_modality, test_modality = get_direction(direction, task)
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol: expected one of {PROTOCOLS}, got {protocol!r}")
     if spec.two_datasets and test_data is None:

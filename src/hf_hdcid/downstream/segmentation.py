@@ -67,19 +67,23 @@ def tiny_pvt_v2_config(**overrides) -> dict:
 
 @dataclass(frozen=True)
 class SegmentationTaskSpec:
-    """epochs / batch_size / lr: the defaults (avs_s4: AVSBench's 15 epochs, batch 4, Adam 1e-4;
-    synthetic_avs: batch 4, 3e-3, 8 epochs, where the tiny model's mIoU is still rising at 1e-3);
-    backbone_config / decoder_channels / head_channels: the segmenter's size (avs_s4: PVT-v2-b5, 256
-    and 128/32 as AVSBench)."""
+    """The segmenter of a segmentation task (its training defaults, epochs / batch_size / lr, are the
+    task's :class:`hf_hdcid.downstream.tasks.TaskSpec`): backbone_config / decoder_channels /
+    head_channels (avs_s4: PVT-v2-b5, 256 and 128/32 as AVSBench); default_backbone: where the
+    backbone's weights come from when none is given (avs_s4: the ImageNet PVT-v2-b5 the paper uses,
+    from the Hub; synthetic_avs: None, a random tiny PVT-v2)."""
 
     name: str
-    description: str
-    epochs: int
-    batch_size: int
-    lr: float
     decoder_channels: int
     backbone_config: dict = field(default_factory=dict)
     head_channels: tuple = (128, 32)
+    default_backbone: str | None = None
+
+
+#: the visual backbone of the paper (AVSBench's pvt_v2_b5.pth: ImageNet-1k PVT-v2-b5), in transformers' format
+PAPER_BACKBONE = "OpenGVLab/pvt_v2_b5"
+#: ``backbone=RANDOM_BACKBONE``: a randomly initialised backbone of the task's architecture
+RANDOM_BACKBONE = "random"
 
 
 def _paper_backbone() -> dict:
@@ -89,12 +93,10 @@ def _paper_backbone() -> dict:
 
 
 SEGMENTATION_TASKS = {
-    "avs_s4": SegmentationTaskSpec("avs_s4", "AVSBench-S4 single-source audio-visual segmentation (mIoU, F-score)",
-                                   epochs=15, batch_size=4, lr=1e-4, decoder_channels=256,
-                                   backbone_config=_paper_backbone()),
-    "synthetic_avs": SegmentationTaskSpec("synthetic_avs", "synthetic benchmark: segment the sounding object",
-                                          epochs=8, batch_size=4, lr=3e-3, decoder_channels=32,
-                                          backbone_config=tiny_pvt_v2_config(), head_channels=(16, 8)),
+    "avs_s4": SegmentationTaskSpec("avs_s4", decoder_channels=256, backbone_config=_paper_backbone(),
+                                   default_backbone=PAPER_BACKBONE),
+    "synthetic_avs": SegmentationTaskSpec("synthetic_avs", decoder_channels=32, backbone_config=tiny_pvt_v2_config(),
+                                          head_channels=(16, 8)),
 }
 
 
@@ -225,13 +227,18 @@ def evaluate_segmentation(model, task: str, direction: str, data, *, protocol: s
     folder / Hub id, or a ``(dataset, collate)`` pair (a ``datasets.Dataset`` with a ``split`` column and
     a collate giving ``frames`` / ``masks`` / ``mask_valid`` / the query modalities, as ``load_shards``).
     toc / toc_num_channels / layers: the query codes, as :func:`hf_hdcid.downstream.evaluate_downstream`
-    (not for ``a2a``, whose query is the raw audio). backbone: a Hub id the visual backbone's weights
-    come from (e.g. ``OpenGVLab/pvt_v2_b5`` for the paper; downloaded then); else a random backbone of
-    ``backbone_config`` (default: the task's). max_train_clips: train on the first N train clips only."""
+    (not for ``a2a``, whose query is the raw audio). backbone: a Hub id or folder the visual backbone's
+    weights come from; None: the task's default (avs_s4: ``OpenGVLab/pvt_v2_b5``, the paper's ImageNet
+    PVT-v2-b5, downloaded once; synthetic_avs: random); ``"random"``: a random backbone of
+    ``backbone_config`` (default: the task's architecture). max_train_clips: train on the first N train
+    clips only. Training defaults (epochs, batch size, lr): the task's (:data:`hf_hdcid.downstream.TASKS`)."""
     from ..modeling.segmentation_hdcid import HDCIDForAudioVisualSegmentation
+
+    from .tasks import get_task
 
     started = time.perf_counter()
     spec = get_segmentation_task(task)
+    defaults = get_task(task)  # epochs / batch_size / lr / description
     if direction not in SEGMENTATION_DIRECTIONS:
         raise ValueError(f"direction: expected one of {sorted(SEGMENTATION_DIRECTIONS)}, got {direction!r}")
     train_modality, test_modality, source = SEGMENTATION_DIRECTIONS[direction]
@@ -240,9 +247,13 @@ def evaluate_segmentation(model, task: str, direction: str, data, *, protocol: s
     seeds = [int(s) for s in (seeds if isinstance(seeds, (list, tuple)) else [seeds])]
     if not seeds:
         raise ValueError("seeds: expected at least one seed, got none")
-    epochs = spec.epochs if epochs is None else epochs
-    batch_size = spec.batch_size if batch_size is None else batch_size
-    lr = spec.lr if lr is None else float(lr)
+    epochs = defaults.epochs if epochs is None else epochs
+    batch_size = defaults.batch_size if batch_size is None else batch_size
+    lr = defaults.lr if lr is None else float(lr)
+    if backbone is None:
+        backbone = spec.default_backbone
+    elif backbone == RANDOM_BACKBONE:
+        backbone = None
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: expected a positive int, got {value!r}")
@@ -308,7 +319,7 @@ def evaluate_segmentation(model, task: str, direction: str, data, *, protocol: s
     record = {
         "model": str(model) if isinstance(model, (str, os.PathLike)) else name,
         "model_name": name, "num_layers": config.num_layers, "layers": [k + 1 for k in chosen],
-        "task": task, "task_description": spec.description, "direction": direction,
+        "task": task, "task_description": defaults.description, "direction": direction,
         "train_modality": train_modality, "test_modality": test_modality, "query_source": source,
         "protocol": protocol,
         "selection": {"split": "val" if not rows["carved"] else f"{val_fraction:.0%} of train (no val split)",
@@ -317,7 +328,7 @@ def evaluate_segmentation(model, task: str, direction: str, data, *, protocol: s
         "toc": {"enabled": bool(toc) and source == "codes",
                 "channels_per_layer": [len(c) if c is not None else config.hidden_size for c in channels],
                 "settings": (encoder.config.toc_settings if toc and source == "codes" else None)},
-        "data": {"path": description, "clips": {"train": int(len(train_rows)), "val": int(len(rows["val"])),
+        "data": {"train": description, "test": description, "path": description, "clips": {"train": int(len(train_rows)), "val": int(len(rows["val"])),
                                                 "test": int(len(rows["test"]))},
                  "num_frames": num_frames, "frame_size": frame_size},
         "backbone": {"hub_id": backbone, "model_type": resolved_backbone_config.get("model_type"),
