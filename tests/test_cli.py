@@ -9,7 +9,8 @@ import sys
 def test_demo_runs_the_pipeline_end_to_end(tmp_path):
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
     proc = subprocess.run([sys.executable, "-m", "hf_hdcid.cli", "demo", "--output-dir", str(tmp_path / "demo"),
-                           "--epochs", "3", "--probe-epochs", "3"], capture_output=True, text=True, env=env,
+                           "--epochs", "3", "--probe-epochs", "3", "--segmentation-epochs", "1"],
+                          capture_output=True, text=True, env=env,
                           timeout=420, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
@@ -20,6 +21,8 @@ def test_demo_runs_the_pipeline_end_to_end(tmp_path):
                    "| DCID | 1 |", "| H-DCID | 2 |", "| H-DCID+TOC |", "| untrained H-DCID |",
                    "synthetic_ave V→A (accuracy)", "synthetic_avvp A→V (f1)",
                    "Cross-modal retrieval (zero-shot", "| H-DCID+TOC | retrieval | A→V |",
+                   "cross-modal segmentation (synthetic AVS-S4", "Cross-modal segmentation (the segmenter",
+                   "| H-DCID | synthetic_avs | A→T (heldout) |", "| untrained H-DCID | synthetic_avs | T→A (heldout) |",
                    "7. robustness: a tiny DCID pretrained the same way on the harder world",
                    "DCID a-v code agreement"):
         assert marker in out, marker
@@ -46,7 +49,14 @@ def test_demo_runs_the_pipeline_end_to_end(tmp_path):
             == 3 * (512 // 16)
     row = results["models"][1]
     assert set(row["agreement"]) == {"audio-video", "audio-text"} and len(row["channels"]) == 2
-    assert len(row["downstream"]) == 12  # 3 tasks (2 probe tasks, retrieval) x 2 directions x with / without TOC
+    # 3 tasks (2 probe tasks, retrieval) x 2 directions x with / without TOC, and segmentation A->T, T->A
+    assert len(row["downstream"]) == 14
+    assert {r["direction"] for r in row["downstream"] if r["task"] == "synthetic_avs"} == {"a2t", "t2a"}
+    assert len(list((demo / "segmentation").glob("*.json"))) == 6  # 3 models x 2 directions
+    assert "## Cross-modal segmentation" in (demo / "results.md").read_text()
+    entries = json.loads((demo / "hdcid" / "model" / "eval_results.json").read_text())
+    assert {e["dataset_config"] for e in entries if e["task_type"] == "image-segmentation"} == {
+        "synthetic_avs-a2t-all-heldout", "synthetic_avs-t2a-all-heldout"}
     assert {r["direction"] for r in row["downstream"] if r["task"] == "retrieval"} == {"a2v", "v2a"}
     assert "| H-DCID+TOC |" in (demo / "results.md").read_text()
     assert "epochs, batch 16, lr 0.003." in (demo / "results.md").read_text()

@@ -282,3 +282,39 @@ def test_a2a_reference_queries_with_raw_audio_and_checks_settings_first(encoder,
         with pytest.raises(ValueError, match=message):
             evaluate_segmentation(encoder, args.pop("task"), args.pop("direction"), args.pop("data"),
                                   backbone_config=PVT, device="cpu", **args)
+
+
+def test_cli_evaluate_segmentation_grid_writes_records_table_and_card(tmp_path, capsys):
+    """`hf-hdcid evaluate --task synthetic_avs` (in process): the synthetic segmentation shards of the
+    converter side, one record per direction equal to the Python API's, the segmentation table, and one
+    image-segmentation model-index entry per direction with mIoU and F-score."""
+    from hf_hdcid import HDCIDForPreTraining, cli
+    from hf_hdcid.data.synthetic_segmentation import build_synthetic_segmentation_shards
+    from hf_hdcid.data.text import TextFeatureExtractor, default_offline_text_model
+
+    extractor = TextFeatureExtractor(default_offline_text_model(), num_tokens=HDCIDConfig.tiny().num_frames,
+                                     progress=False)
+    config = HDCIDConfig.tiny(text_feature_dim=extractor.hidden_size)
+    shards = build_synthetic_segmentation_shards(tmp_path / "seg", config, {"train": 8, "val": 4, "test": 4},
+                                                 text_extractor=extractor)
+    torch.manual_seed(0)
+    HDCIDForPreTraining(config).save_pretrained(tmp_path / "model")
+    args = ["evaluate", str(tmp_path / "model"), "--task", "synthetic_avs", "--directions", "a2t", "a2a",
+            "--epochs", "1", "--data", str(shards), "--out", str(tmp_path / "out"), "--to-card", str(tmp_path / "model")]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "| H-DCID | synthetic_avs | A→T (heldout) |" in out and "| H-DCID | synthetic_avs | A→A (heldout) |" in out
+    runs = {json.loads(p.read_text())["direction"]: json.loads(p.read_text()) for p in (tmp_path / "out").glob("*.json")}
+    assert sorted(runs) == ["a2a", "a2t"]
+    again = evaluate_segmentation(str(tmp_path / "model"), "synthetic_avs", "a2t", str(shards), epochs=1)
+    assert runs["a2t"]["metrics"]["mIoU"]["values"] == pytest.approx(again["metrics"]["mIoU"]["values"])
+    assert runs["a2t"]["train_modality"] == "audio" and runs["a2t"]["test_modality"] == "text"
+    entries = json.loads((tmp_path / "model" / "eval_results.json").read_text())
+    seg = [e for e in entries if e["task_type"] == "image-segmentation"]
+    assert sorted({e["dataset_config"] for e in seg}) == ["synthetic_avs-a2a-all-heldout", "synthetic_avs-a2t-all-heldout"]
+    assert sorted(e["metric_type"] for e in seg) == ["F-score", "F-score", "mIoU", "mIoU"]
+    assert "synthetic AVS segmentation A→T" in (tmp_path / "model" / "README.md").read_text()
+    # a backbone for tasks that have none is refused before any work
+    assert cli.main(["evaluate", str(tmp_path / "model"), "--task", "synthetic_ave", "--backbone", "x",
+                     "--data", str(shards)]) == 2
+    assert "backbone: only the segmentation tasks use a visual backbone" in capsys.readouterr().err

@@ -14,7 +14,7 @@ EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError)
 
 def _demo(args: argparse.Namespace) -> int:
     from .data.synthetic import ROBUSTNESS_SETTINGS
-    from .demo import DEMO_LR, ROBUSTNESS_SETTING, run_demo
+    from .demo import DEMO_LR, ROBUSTNESS_SETTING, SEGMENTATION_EPOCHS, run_demo
 
     setting = ROBUSTNESS_SETTING if args.robustness_setting is None else args.robustness_setting
     if setting != "none" and setting not in ROBUSTNESS_SETTINGS:
@@ -22,7 +22,8 @@ def _demo(args: argparse.Namespace) -> int:
                          f"got {setting!r}")
     run_demo(seed=args.seed, batch_size=args.batch_size, output_dir=args.output_dir, epochs=args.epochs,
              probe_epochs=args.probe_epochs, robustness_setting=None if setting == "none" else setting,
-             lr=DEMO_LR if args.lr is None else args.lr)
+             lr=DEMO_LR if args.lr is None else args.lr,
+             segmentation_epochs=SEGMENTATION_EPOCHS if args.segmentation_epochs is None else args.segmentation_epochs)
     return 0
 
 
@@ -298,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--lr", type=float, default=None,
                       help="pretraining learning rate (default: hf_hdcid.demo.DEMO_LR, 3e-3)")
     demo.add_argument("--probe-epochs", type=int, default=None, help="downstream probe epochs (default: the task's)")
+    demo.add_argument("--segmentation-epochs", type=int, default=None,
+                      help="epochs of the cross-modal segmentation rows (default hf_hdcid.demo.SEGMENTATION_EPOCHS; "
+                           "0 skips them)")
     demo.add_argument("--output-dir", default="outputs/demo", help="where data, models and results go")
     demo.add_argument("--robustness-setting", default=None,
                       help="world of the robustness line (step 7): a setting of benchmarks/robustness.py, or "

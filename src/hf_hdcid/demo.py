@@ -14,6 +14,10 @@
    synthetic AVE-style classification and AVVP-style localisation, V->A and A->V, each model with and
    without TOC, next to an untrained H-DCID encoder as the floor; and cross-modal retrieval (A->V and
    V->A on the test clips, no probe: Recall@1/5/10, median rank, mAP) of the same models;
+   Then AVS-S4-style cross-modal segmentation (issue 18) on the synthetic segmentation world of the
+   same seed (rendered frames of the sounding object, a silent distractor in about half the clips):
+   a tiny segmenter queried by each model's audio codes is tested with its text codes (A->T) and the
+   reverse (T->A), mIoU and F-score;
 6. writes ``results.md`` (the tables printed at the end), ``results.png`` and ``demo_results.json``,
    and refreshes each model card with its results (table + ``model-index``) and figures;
 7. the robustness line (issue 14): a tiny DCID pretrained the same way on one harder world of the
@@ -41,6 +45,9 @@ ROBUSTNESS_SETTING = "heavy_nuisance"
 # the tiny recipe's learning rate: 3e-3 beat 1e-3 on every setting of the issue-14 robustness sweep
 # (mean AVE 35.5 -> 44.1 %, BENCHMARKS.md); the paper-size default stays PretrainConfig.lr (4e-4)
 DEMO_LR = 3e-3
+#: the synthetic segmentation world of the demo (step 5): clips per split, and the segmenter's epochs
+SEGMENTATION_CLIPS = {"train": 96, "val": 32, "test": 32}
+SEGMENTATION_EPOCHS = 4
 
 
 def code_agreement(encoder, batch: dict, a: str = "audio", b: str = "video") -> list[float]:
@@ -119,12 +126,13 @@ def robustness_text(r: dict) -> str:
 
 
 def check_demo_settings(batch_size: int, epochs: int, pretrain_clips: int, labelled_clips: int, club_steps: int,
-                        probe_epochs: int | None, lr: float) -> None:
+                        probe_epochs: int | None, lr: float, segmentation_epochs: int = SEGMENTATION_EPOCHS) -> None:
     """ValueError naming the first bad setting (before any data is built or any model trained)."""
     import math
 
     for field, value, low in (("batch_size", batch_size, 1), ("epochs", epochs, 1), ("pretrain_clips", pretrain_clips, 1),
-                              ("labelled_clips", labelled_clips, 2), ("club_steps", club_steps, 0)):
+                              ("labelled_clips", labelled_clips, 2), ("club_steps", club_steps, 0),
+                              ("segmentation_epochs", segmentation_epochs, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{field}: expected an int >= {low}, got {value!r}")
     if probe_epochs is not None and (isinstance(probe_epochs, bool) or not isinstance(probe_epochs, int)
@@ -137,22 +145,24 @@ def check_demo_settings(batch_size: int, epochs: int, pretrain_clips: int, label
 def run_demo(seed: int = 0, batch_size: int = 16, output_dir: str | os.PathLike = "outputs/demo",
              epochs: int = 16, pretrain_clips: int = 512, labelled_clips: int = 256, club_steps: int = 2,
              probe_epochs: int | None = None, robustness_setting: str | None = ROBUSTNESS_SETTING,
-             lr: float = DEMO_LR) -> dict:
+             lr: float = DEMO_LR, segmentation_epochs: int = SEGMENTATION_EPOCHS) -> dict:
     """The demo (steps 1-7 of the module docstring) -> the ``demo_results.json`` dict;
     ``robustness_setting=None`` skips step 7. The settings and ``output_dir`` (a writable folder) are
     checked first, and the demo holds ``output_dir``'s lock (:func:`hf_hdcid.folders.exclusive_folder`)
     while it runs: a second demo into the same folder fails at once."""
     from .folders import check_writable_folder, exclusive_folder
 
-    check_demo_settings(batch_size, epochs, pretrain_clips, labelled_clips, club_steps, probe_epochs, lr)
+    check_demo_settings(batch_size, epochs, pretrain_clips, labelled_clips, club_steps, probe_epochs, lr,
+                        segmentation_epochs)
     out = check_writable_folder(output_dir, "output_dir")
     with exclusive_folder(out, "hf-hdcid demo"):
         return _run_demo(seed, batch_size, out, epochs, pretrain_clips, labelled_clips, club_steps, probe_epochs,
-                         robustness_setting, lr)
+                         robustness_setting, lr, segmentation_epochs)
 
 
 def _run_demo(seed: int, batch_size: int, output_dir: Path, epochs: int, pretrain_clips: int, labelled_clips: int,
-              club_steps: int, probe_epochs: int | None, robustness_setting: str | None, lr: float) -> dict:
+              club_steps: int, probe_epochs: int | None, robustness_setting: str | None, lr: float,
+              segmentation_epochs: int = SEGMENTATION_EPOCHS) -> dict:
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
@@ -242,8 +252,25 @@ def _run_demo(seed: int, batch_size: int, output_dir: Path, epochs: int, pretrai
     grid = run_grid([r["model_dir"] for r in rows] + [floor_dir], TASKS, data_dir, toc="both", protocol="heldout",
                     seeds=[seed], epochs=probe_epochs, out_dir=out / "downstream",
                     model_names=[r["name"] for r in rows] + ["untrained H-DCID"])
+    segmentation = None
+    if segmentation_epochs:
+        from .data.synthetic_segmentation import build_synthetic_segmentation_shards
+
+        seg_dir = build_synthetic_segmentation_shards(out / "synthetic_avs", data_config, SEGMENTATION_CLIPS, seed=seed,
+                                                      text_extractor=extractor,
+                                                      spec=SyntheticSpec(num_classes=NUM_CLASSES), overwrite=True)
+        print(f"   cross-modal segmentation (synthetic AVS-S4, {SEGMENTATION_CLIPS['train']} train clips of 5 "
+              f"32x32 frames, the sounding object's mask; a tiny PVT-v2 segmenter "
+              f"queried by the frozen codes, {segmentation_epochs} epochs): A->T trains with audio codes and tests "
+              "with text codes, T->A the reverse")
+        segmentation = run_grid([r["model_dir"] for r in rows] + [floor_dir], ("synthetic_avs",), seg_dir,
+                                directions=("a2t", "t2a"), toc="off", protocol="heldout", seeds=[seed],
+                                epochs=segmentation_epochs, out_dir=out / "segmentation",
+                                model_names=[r["name"] for r in rows] + ["untrained H-DCID"])
     for row in rows:
         mine = [r for r in grid["records"] if r["model_name"] == row["name"]]
+        if segmentation is not None:
+            mine += [r for r in segmentation["records"] if r["model_name"] == row["name"]]
         row["downstream"] = [{k: r[k] for k in ("task", "direction", "toc", "main_metric", "score")} for r in mine]
         # eval_results.json (one model-index entry per run), results.png and the card, now with the results
         add_eval_results(row["model_dir"], mine,
@@ -264,14 +291,18 @@ def _run_demo(seed: int, batch_size: int, output_dir: Path, epochs: int, pretrai
         f"{pretrain_clips} pretraining clips ({NUM_CLASSES} event classes), {epochs} epochs, batch {batch_size}, "
         f"lr {lr:g}.\n\n"
         "## Cross-modal generalisation\n\n" + grid["table"] + "\n![results](downstream/results.png)\n\n"
+        + (f"## Cross-modal segmentation\n\n{segmentation['table']}\n" if segmentation else "")
         f"## Codes\n\nCode agreement on {test_clips} test clips (untrained encoder in brackets); chance ~ "
         f"{1 / rows[0]['codebook_size']:.3f}.\n\n" + codes_table
         + (f"\n## Robustness\n\n{robust_line}\n" if robust else ""))
     result = {"models": rows, "downstream_table": grid["table"], "robustness": robust,
+              "segmentation_table": segmentation["table"] if segmentation else None,
               "elapsed_s": round(time.perf_counter() - started, 1)}
     (out / "demo_results.json").write_text(json.dumps(result, indent=2))
     print(f"6. results ({out / 'results.md'}; model cards in " + ", ".join(r["model_dir"] for r in rows) + "):\n")
     print(grid["table"])
+    if segmentation:
+        print(segmentation["table"])
     print(codes_table)
     if robust:
         print(robust_line + "\n")
