@@ -374,9 +374,19 @@ class HDCIDForAudioVisualSegmentation(PreTrainedModel):
     architecture and the differences from AVSBench / CMG."""
 
     config_class = HDCIDSegmentationConfig
+    # save_pretrained writes auto_map and copies this file (and the modeling files it imports): the
+    # folder loads with AutoModel.from_pretrained(..., trust_remote_code=True) without the package
+    _auto_class = "AutoModel"
+    AUTO_MAP = {"AutoConfig": "segmentation_hdcid.HDCIDSegmentationConfig",
+                "AutoModel": "segmentation_hdcid.HDCIDForAudioVisualSegmentation"}
     base_model_prefix = "hdcid_avs"
     main_input_name = "frames"
     _no_split_modules = ["TPAVI", "FusionBlock"]
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """``save_pretrained`` with remote code for AutoConfig and AutoModel (``trust_remote_code=True``)."""
+        self.config.auto_map = dict(self.AUTO_MAP)
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def __init__(self, config: HDCIDSegmentationConfig):
         super().__init__(config)
@@ -420,10 +430,11 @@ class HDCIDForAudioVisualSegmentation(PreTrainedModel):
     def from_pretrained(cls, *args, **kwargs):
         """``PreTrainedModel.from_pretrained``, with the encoder frozen again (loading replaces the
         parameters, and with them ``requires_grad=False``)."""
-        model = super().from_pretrained(*args, **kwargs)
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True: (model, info)
         model.encoder.requires_grad_(False)
         model.encoder.eval()
-        return model
+        return loaded
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Every parameter but the frozen encoder's (what the optimiser gets)."""

@@ -318,3 +318,44 @@ def test_cli_evaluate_segmentation_grid_writes_records_table_and_card(tmp_path, 
     assert cli.main(["evaluate", str(tmp_path / "model"), "--task", "synthetic_ave", "--backbone", "x",
                      "--data", str(shards)]) == 2
     assert "backbone: only the segmentation tasks use a visual backbone" in capsys.readouterr().err
+
+
+def test_saved_segmenter_loads_with_automodel_remote_code_without_the_package(encoder, tmp_path):
+    """save_pretrained writes auto_map (AutoConfig, AutoModel) and the modeling files: a process without
+    hf_hdcid loads the folder with trust_remote_code and gives the same logits."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from test_hub import WITHOUT_PACKAGE
+
+    torch.manual_seed(0)
+    model = HDCIDForAudioVisualSegmentation.from_encoder(encoder, backbone_config=PVT, decoder_channels=16,
+                                                         head_channels=[8, 4]).eval()
+    model.save_pretrained(tmp_path / "seg")
+    frames = torch.rand(1, 5, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    query = torch.randn(1, encoder.config.num_frames, encoder.config.audio_feature_dim,
+                        generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        logits = model(frames, query).logits
+    torch.save({"frames": frames, "query": query, "logits": logits}, tmp_path / "ref.pt")
+    (tmp_path / "remote.py").write_text(WITHOUT_PACKAGE + textwrap.dedent("""
+        from transformers import AutoModel
+        model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+        ref = torch.load(sys.argv[2], weights_only=True)
+        with torch.no_grad():
+            out = model(ref["frames"], ref["query"]).logits
+        print(json.dumps({"class": type(model).__module__ + "." + type(model).__name__,
+                          "frozen": not any(p.requires_grad for p in model.encoder.parameters()),
+                          "max_diff": float((out - ref["logits"]).abs().max())}))
+    """))
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    proc = subprocess.run([sys.executable, str(tmp_path / "remote.py"), str(tmp_path / "seg"), str(tmp_path / "ref.pt")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["class"].startswith("transformers_modules.") and result["class"].endswith(
+        "HDCIDForAudioVisualSegmentation")
+    assert result["frozen"]
+    assert result["max_diff"] <= 1e-5  # same weights; another process's conv kernels may round differently
