@@ -292,7 +292,7 @@ def _run_demo(seed: int, batch_size: int, output_dir: Path, epochs: int, pretrai
         f"lr {lr:g}.\n\n"
         "## Cross-modal generalisation\n\n" + grid["table"] + "\n![results](downstream/results.png)\n\n"
         + (f"## Cross-modal segmentation\n\n{segmentation['table']}\n" if segmentation else "")
-        f"## Codes\n\nCode agreement on {test_clips} test clips (untrained encoder in brackets); chance ~ "
+        + f"## Codes\n\nCode agreement on {test_clips} test clips (untrained encoder in brackets); chance ~ "
         f"{1 / rows[0]['codebook_size']:.3f}.\n\n" + codes_table
         + (f"\n## Robustness\n\n{robust_line}\n" if robust else ""))
     result = {"models": rows, "downstream_table": grid["table"], "robustness": robust,
