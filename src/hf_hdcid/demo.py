@@ -262,7 +262,8 @@ def _run_demo(seed: int, batch_size: int, output_dir: Path, epochs: int, pretrai
         print(f"   cross-modal segmentation (synthetic AVS-S4, {SEGMENTATION_CLIPS['train']} train clips of 5 "
               f"32x32 frames, the sounding object's mask; a tiny PVT-v2 segmenter "
               f"queried by the frozen codes, {segmentation_epochs} epochs): A->T trains with audio codes and tests "
-              "with text codes, T->A the reverse")
+              "with text codes, T->A the reverse (a check of the pipeline at this budget: the segmenter starts to use "
+              "the query after ~10 epochs, benchmarks/segmentation.py and BENCHMARKS.md measure the transfer)")
         segmentation = run_grid([r["model_dir"] for r in rows] + [floor_dir], ("synthetic_avs",), seg_dir,
                                 directions=("a2t", "t2a"), toc="off", protocol="heldout", seeds=[seed],
                                 epochs=segmentation_epochs, out_dir=out / "segmentation",
