@@ -55,8 +55,9 @@ def build_world(out: Path, clips: dict, seed: int) -> Path:
                                        spec=SyntheticSpec(num_classes=NUM_CLASSES), overwrite=True))
 
 
-def run_one(job: dict) -> list[dict]:
-    """One (model, seed, trained / untrained) encoder -> its retrieval records (TOC off / on x directions)."""
+def prepare_encoder(job: dict) -> tuple[Path, float]:
+    """Pretrain (``job["trained"]``) or build untrained the (model, seed) encoder of ``job`` in
+    ``job["work"]``; returns (its model folder, seconds). Also used by benchmarks/segmentation.py."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
@@ -65,8 +66,6 @@ def run_one(job: dict) -> list[dict]:
 
     from hf_hdcid import HDCIDConfig, HDCIDForPreTraining
     from hf_hdcid.data.shards import load_shards
-    from hf_hdcid.downstream.codes import CodeCache
-    from hf_hdcid.downstream.retrieval import evaluate_retrieval
     from hf_hdcid.training.loop import PretrainConfig, feature_statistics, pretrain
 
     hf_logging.disable_progress_bar()
@@ -90,7 +89,16 @@ def run_one(job: dict) -> list[dict]:
         model.compute_toc(num_channels=config.hidden_size // 2)
         model_dir = work / "model"
         model.save_pretrained(model_dir)
-    pretrain_s = time.perf_counter() - started
+    return model_dir, time.perf_counter() - started
+
+
+def run_one(job: dict) -> list[dict]:
+    """One (model, seed, trained / untrained) encoder -> its retrieval records (TOC off / on x directions)."""
+    from hf_hdcid.downstream.codes import CodeCache
+    from hf_hdcid.downstream.retrieval import evaluate_retrieval
+
+    data = Path(job["data"])
+    model_dir, pretrain_s = prepare_encoder(job)
     name = job["model"] if job["trained"] else f"untrained {job['model']}"
     cache, out = CodeCache(), []
     from hf_hdcid.downstream.runner import load_encoder
