@@ -278,12 +278,14 @@ class TPAVI(nn.Module):
         super().__init__()
         inner = max(channels // 2, 1)
         self.inner = inner
-        self.align = nn.Linear(query_dim, channels)  # AVSBench align_channel
         self.theta = nn.Conv3d(channels, inner, 1)
         self.phi = nn.Linear(channels, inner)  # a 1x1x1 conv on the query tiled over space = a Linear
         self.g = nn.Conv3d(channels, inner, 1)
         self.w_z = nn.Sequential(nn.Conv3d(inner, channels, 1), nn.BatchNorm3d(channels))
         self.norm = nn.LayerNorm(channels)
+        # built (and initialised) last: the only layer whose shape depends on the query, so theta / phi /
+        # g / W_z draw the same weights at one seed whatever the query's width
+        self.align = nn.Linear(query_dim, channels)  # AVSBench align_channel
 
     def affinity_output(self, x: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """y = theta(x) phi(a)^T g(x) / N, [B, C', F, h, w] (the explicit form is in the tests)."""
@@ -390,20 +392,46 @@ class HDCIDForAudioVisualSegmentation(PreTrainedModel):
 
     def __init__(self, config: HDCIDSegmentationConfig):
         super().__init__(config)
-        self.encoder = HDCIDModel(config.hdcid_config)
+        # Every part is built and initialised on its own RNG stream, seeded from one draw of the global
+        # generator: at one seed the segmenter's layers are then the same for a DCID and an H-DCID encoder
+        # (only the query projections, whose shape is the query's width, differ), and the global RNG moves
+        # by one draw whatever the encoder (a shared stream made every later layer depend on the encoder's size).
+        # (from_pretrained builds on the meta device: nothing is drawn nor initialised, the weights are loaded)
+        self._building_on_meta = torch.empty(0).device.type == "meta"
+        base_seed = 0 if self._building_on_meta else int(torch.randint(0, 2**62, (1,)))
+        self.encoder = self._build_on_own_stream(base_seed, 0, lambda: HDCIDModel(config.hdcid_config))
         self.encoder.requires_grad_(False)
-        self.backbone = AutoBackbone.from_config(config.backbone_config_object)
+        self.backbone = self._build_on_own_stream(
+            base_seed, 1, lambda: AutoBackbone.from_config(config.backbone_config_object))
         channels = list(self.backbone.channels)
         c = config.decoder_channels
-        self.reductions = nn.ModuleList(StageReduction(ch, c) for ch in channels)
+        self.reductions = self._build_on_own_stream(
+            base_seed, 2, lambda: nn.ModuleList(StageReduction(ch, c) for ch in channels))
         query_dim = config.query_dim("audio")
-        self.tpavi = nn.ModuleDict({str(i): TPAVI(c, query_dim) for i in config.tpavi_stages})
-        self.fusions = nn.ModuleList(FusionBlock(c, with_skip=(i < 3)) for i in range(4))
-        self.head = OutputHead(c, config.head_channels)
+        self.tpavi = nn.ModuleDict({str(i): self._build_on_own_stream(base_seed, 10 + int(i), lambda: TPAVI(c, query_dim))
+                                    for i in config.tpavi_stages})  # one stream per stage: the query width differs
+        self.fusions = self._build_on_own_stream(
+            base_seed, 3, lambda: nn.ModuleList(FusionBlock(c, with_skip=(i < 3)) for i in range(4)))
+        self.head = self._build_on_own_stream(base_seed, 4, lambda: OutputHead(c, config.head_channels))
         self.post_init()
         self.encoder.eval()
 
     # ------------------------------------------------------------------ construction
+    def _build_on_own_stream(self, base_seed: int, part: int, build):
+        """``build()`` and this model's initialisation of the result (children first, as ``post_init``,
+        which then skips it), on a CPU RNG stream seeded ``base_seed + part`` (re-seeded before the init
+        pass, so a layer's weights depend only on the layers initialised before it in this part); the
+        global RNG is left as it was."""
+        if self._building_on_meta:
+            return build()
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(base_seed + part)
+            module = build()
+            torch.default_generator.manual_seed(base_seed + part)  # the weights are the init pass's draws, in order
+            with init.guard_torch_init_functions():
+                module.apply(self._initialize_weights)  # a PreTrainedModel part (encoder, backbone) is already done
+        return module
+
     @classmethod
     def from_encoder(cls, encoder, backbone: str | None = None, backbone_config=None,
                      **kwargs) -> "HDCIDForAudioVisualSegmentation":

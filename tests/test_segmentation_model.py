@@ -192,6 +192,33 @@ def test_save_pretrained_round_trip_gives_identical_logits(encoder, tmp_path):
     assert not any(p.requires_grad for p in loaded.encoder.parameters()) and not loaded.train().encoder.training
 
 
+def test_segmenter_init_at_a_seed_does_not_depend_on_the_encoder_architecture():
+    """The segmenter's random layers (and random backbone) at one seed are the same for a DCID (1 layer)
+    and an H-DCID (2 layers) encoder, so comparing the two is not confounded by segmenter-init noise;
+    another seed draws other weights."""
+    torch.manual_seed(1)
+    dcid = HDCIDModel(HDCIDConfig.tiny(num_frames=10, num_layers=1)).eval()
+    hdcid = HDCIDModel(HDCIDConfig.tiny(num_frames=10, num_layers=2)).eval()
+    assert sum(p.numel() for p in dcid.parameters()) != sum(p.numel() for p in hdcid.parameters())
+
+    def own_weights(model):
+        return {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+
+    a, b, c = own_weights(segmenter(dcid, seed=3)), own_weights(segmenter(hdcid, seed=3)), own_weights(segmenter(hdcid, seed=4))
+    assert a.keys() == b.keys() and len(a) > 100
+    # the query projections differ in shape (16-d DCID codes, 2 x 16-d H-DCID codes); nothing else differs
+    query = [k for k in a if ".align." in k]
+    assert len(query) == 8 and all(a[k].shape[-1] == 16 and b[k].shape[-1] == 32 for k in query if k.endswith("weight"))
+    assert all(torch.equal(a[k], b[k]) for k in a if k not in query), \
+        [k for k in a if k not in query and not torch.equal(a[k], b[k])][:5]
+    assert not all(torch.equal(b[k], c[k]) for k in b)
+    # the RNG is left where it would be for either encoder: what follows the construction is the same too
+    segmenter(dcid, seed=5)
+    after_dcid = torch.rand(4)
+    segmenter(hdcid, seed=5)
+    assert torch.equal(after_dcid, torch.rand(4))
+
+
 # ----------------------------------------------------------------------------------------- training
 def test_training_leaves_the_encoder_untouched_and_raises_miou(encoder):
     model = segmenter(encoder, head_channels=(16, 8))
