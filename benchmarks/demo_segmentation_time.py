@@ -1,9 +1,10 @@
 """Seconds of ``make demo``'s segmentation step alone (issue 18: "well under a minute on 2 cores").
 
-Builds the demo's synthetic segmentation shards (``hf_hdcid.demo.SEGMENTATION_CLIPS``, world seed 0)
-and runs the step's grid exactly as :mod:`hf_hdcid.demo` does (DCID, H-DCID and the untrained H-DCID,
-``synthetic_avs``, A->T and T->A, TOC off, heldout, ``SEGMENTATION_EPOCHS`` epochs) on the seed-0
-encoders that ``benchmarks/segmentation.py`` wrote, ``--repeats`` times; prints each time and the median.
+Runs the demo's own step, :func:`hf_hdcid.demo.run_segmentation_step` (the synthetic segmentation shards
+of world seed 0, then ``synthetic_avs`` A->T and T->A of DCID, H-DCID and the untrained H-DCID, TOC off,
+heldout, ``SEGMENTATION_EPOCHS`` epochs), on the seed-0 encoders that ``benchmarks/segmentation.py``
+wrote, ``--repeats`` times; prints each time and the median. The text extractor is built once, outside
+the timing, as in the demo (which builds it for step 1).
 
     .venv/bin/python benchmarks/demo_segmentation_time.py --runs outputs/segmentation/runs --repeats 3
 """
@@ -13,17 +14,13 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from segmentation import build_segmentation_world  # noqa: E402  (benchmarks/segmentation.py)
-
-from hf_hdcid.demo import SEGMENTATION_CLIPS, SEGMENTATION_EPOCHS  # noqa: E402
-from hf_hdcid.downstream.grid import run_grid  # noqa: E402
+from hf_hdcid import HDCIDConfig
+from hf_hdcid.data.text import TextFeatureExtractor, default_offline_text_model
+from hf_hdcid.demo import run_segmentation_step
 
 MODELS = (("DCID", "DCID-0"), ("H-DCID", "H-DCID-0"), ("untrained H-DCID", "untrained_H-DCID-0"))
 
@@ -39,15 +36,16 @@ def main(argv=None) -> None:
     missing = [str(m) for m in models if not (m / "config.json").is_file()]
     if missing:
         raise SystemExit(f"--runs: expected the seed-0 encoders of benchmarks/segmentation.py, missing {missing}")
+    extractor = TextFeatureExtractor(default_offline_text_model(), num_tokens=HDCIDConfig.tiny().num_frames,
+                                     progress=False)
+    data_config = HDCIDConfig.tiny(text_feature_dim=extractor.hidden_size)
     times = []
     for _ in range(args.repeats):
         scratch = Path(tempfile.mkdtemp(prefix="demo_seg_"))
         try:
             started = time.perf_counter()
-            data = build_segmentation_world(scratch, SEGMENTATION_CLIPS, 0, 32)
-            result = run_grid(models, ("synthetic_avs",), data, directions=("a2t", "t2a"), toc="off",
-                              protocol="heldout", seeds=[0], epochs=SEGMENTATION_EPOCHS, out_dir=scratch / "segmentation",
-                              model_names=[name for name, _ in MODELS], progress=False)
+            result = run_segmentation_step(scratch, data_config, extractor, models, [name for name, _ in MODELS],
+                                           seed=0, progress=False)
             times.append(time.perf_counter() - started)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -397,8 +397,7 @@ class HDCIDForAudioVisualSegmentation(PreTrainedModel):
         # (only the query projections, whose shape is the query's width, differ), and the global RNG moves
         # by one draw whatever the encoder (a shared stream made every later layer depend on the encoder's size).
         # (from_pretrained builds on the meta device: nothing is drawn nor initialised, the weights are loaded)
-        self._building_on_meta = torch.empty(0).device.type == "meta"
-        base_seed = 0 if self._building_on_meta else int(torch.randint(0, 2**62, (1,)))
+        base_seed = None if torch.empty(0).device.type == "meta" else int(torch.randint(0, 2**62, (1,)))
         self.encoder = self._build_on_own_stream(base_seed, 0, lambda: HDCIDModel(config.hdcid_config))
         self.encoder.requires_grad_(False)
         self.backbone = self._build_on_own_stream(
@@ -417,12 +416,12 @@ class HDCIDForAudioVisualSegmentation(PreTrainedModel):
         self.encoder.eval()
 
     # ------------------------------------------------------------------ construction
-    def _build_on_own_stream(self, base_seed: int, part: int, build):
+    def _build_on_own_stream(self, base_seed: int | None, part: int, build):
         """``build()`` and this model's initialisation of the result (children first, as ``post_init``,
         which then skips it), on a CPU RNG stream seeded ``base_seed + part`` (re-seeded before the init
         pass, so a layer's weights depend only on the layers initialised before it in this part); the
-        global RNG is left as it was."""
-        if self._building_on_meta:
+        global RNG is left as it was. ``base_seed=None`` (on the meta device): only ``build()``."""
+        if base_seed is None:
             return build()
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(base_seed + part)

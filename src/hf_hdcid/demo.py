@@ -160,6 +160,25 @@ def run_demo(seed: int = 0, batch_size: int = 16, output_dir: str | os.PathLike 
                          robustness_setting, lr, segmentation_epochs)
 
 
+def run_segmentation_step(out: Path, data_config: HDCIDConfig, extractor, model_dirs, model_names, seed: int,
+                          epochs: int = SEGMENTATION_EPOCHS, progress: bool = True) -> dict:
+    """Step 5's segmentation rows: writes the synthetic segmentation shards of the demo's world
+    (:data:`SEGMENTATION_CLIPS`, the world's ``data_config`` / ``seed`` / spec, prompts through
+    ``extractor``) to ``out/synthetic_avs`` and runs ``synthetic_avs`` A->T and T->A (TOC off, heldout,
+    ``epochs``) for every model folder; returns :func:`hf_hdcid.downstream.grid.run_grid`'s result
+    (records in ``out/segmentation``). ``benchmarks/demo_segmentation_time.py`` times this step."""
+    from .data.synthetic import SyntheticSpec
+    from .data.synthetic_segmentation import build_synthetic_segmentation_shards
+    from .downstream.grid import run_grid
+
+    seg_dir = build_synthetic_segmentation_shards(Path(out) / "synthetic_avs", data_config, SEGMENTATION_CLIPS,
+                                                  seed=seed, text_extractor=extractor,
+                                                  spec=SyntheticSpec(num_classes=NUM_CLASSES), overwrite=True)
+    return run_grid(list(model_dirs), ("synthetic_avs",), seg_dir, directions=("a2t", "t2a"), toc="off",
+                    protocol="heldout", seeds=[seed], epochs=epochs, out_dir=Path(out) / "segmentation",
+                    model_names=list(model_names), progress=progress)
+
+
 def _run_demo(seed: int, batch_size: int, output_dir: Path, epochs: int, pretrain_clips: int, labelled_clips: int,
               club_steps: int, probe_epochs: int | None, robustness_setting: str | None, lr: float,
               segmentation_epochs: int = SEGMENTATION_EPOCHS) -> dict:
@@ -254,20 +273,13 @@ def _run_demo(seed: int, batch_size: int, output_dir: Path, epochs: int, pretrai
                     model_names=[r["name"] for r in rows] + ["untrained H-DCID"])
     segmentation = None
     if segmentation_epochs:
-        from .data.synthetic_segmentation import build_synthetic_segmentation_shards
-
-        seg_dir = build_synthetic_segmentation_shards(out / "synthetic_avs", data_config, SEGMENTATION_CLIPS, seed=seed,
-                                                      text_extractor=extractor,
-                                                      spec=SyntheticSpec(num_classes=NUM_CLASSES), overwrite=True)
         print(f"   cross-modal segmentation (synthetic AVS-S4, {SEGMENTATION_CLIPS['train']} train clips of 5 "
               f"32x32 frames, the sounding object's mask; a tiny PVT-v2 segmenter "
               f"queried by the frozen codes, {segmentation_epochs} epochs): A->T trains with audio codes and tests "
               "with text codes, T->A the reverse (a check of the pipeline at this budget: the segmenter starts to use "
               "the query after ~10 epochs, benchmarks/segmentation.py and BENCHMARKS.md measure the transfer)")
-        segmentation = run_grid([r["model_dir"] for r in rows] + [floor_dir], ("synthetic_avs",), seg_dir,
-                                directions=("a2t", "t2a"), toc="off", protocol="heldout", seeds=[seed],
-                                epochs=segmentation_epochs, out_dir=out / "segmentation",
-                                model_names=[r["name"] for r in rows] + ["untrained H-DCID"])
+        segmentation = run_segmentation_step(out, data_config, extractor, [r["model_dir"] for r in rows] + [floor_dir],
+                                             [r["name"] for r in rows] + ["untrained H-DCID"], seed, segmentation_epochs)
     for row in rows:
         mine = [r for r in grid["records"] if r["model_name"] == row["name"]]
         if segmentation is not None:
